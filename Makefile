@@ -1,0 +1,39 @@
+# tideserve: the two commands a new user runs are `make run` and `make test`.
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+MODEL ?= models/tideserve-tiny-zh
+FORMAT_FILES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
+
+.PHONY: all deps build build-asan build-tsan test run format format-check bench clean
+
+all: build
+
+deps:
+	@tools/install-deps.sh
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+build-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+
+format:
+	@clang-format -i $(FORMAT_FILES)
+
+format-check: deps
+	@clang-format --dry-run --Werror $(FORMAT_FILES) || \
+	  { echo "format-check: run 'make format' to fix the files above" >&2; exit 1; }
+	@echo "format-check: $(words $(FORMAT_FILES)) files formatted"
+
+test: format-check build build-asan
+	@tools/setup-test-clients.sh
+	@ctest --preset release -j $(JOBS)
+	@ctest --preset asan -j $(JOBS)
+
+run: build
+	@build/release/tideserve embed --model $(MODEL) --pooling cls --normalize "tideserve 你好，世界"
+
+clean:
+	rm -rf build

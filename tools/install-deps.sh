@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package that tideserve's build, tests and benchmarks need.
+# Idempotent: runs `apt-get update` and `apt-get install` only when something is missing.
+set -euo pipefail
+
+packages=(
+  # build
+  cmake ninja-build g++ make ccache pkg-config clang-format
+  # libraries
+  libdnnl-dev libutf8proc-dev libsimdjson-dev libfmt-dev libcli11-dev libboost1.74-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # reference numerics (fixture goldens) and test clients
+  python3-torch python3-numpy
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+# Node.js and npm (test clients: HF tokenizers, openai); a machine may already carry its own build.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]} (run as root to install them)" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
