@@ -59,6 +59,8 @@ class BertModel {
   const BertWeights& weights() const { return weights_; }
   const std::string& directory() const { return directory_; }
   DType weights_dtype() const { return weights_dtype_; }  // dtype of the file's weights
+  // The mapped weights file; F32 tensors of weights() point into it (tests check zero copy).
+  const SafetensorsFile& file() const { return file_; }
 
  private:
   BertModel() = default;

@@ -40,6 +40,8 @@ class SafetensorsFile {
   const std::string& path() const { return file_.path(); }
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const TensorView* find(std::string_view name) const;  // nullptr when absent
+  // The whole mapping (tests use it to check that views point into the file).
+  const MappedFile& mapping() const { return file_; }
 
  private:
   MappedFile file_;
