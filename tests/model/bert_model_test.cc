@@ -195,8 +195,16 @@ TEST_F(BadModel, MissingDirectory) {
   Result<std::unique_ptr<BertModel>> model = BertModel::load(missing);
   ASSERT_FALSE(model.is_ok());
   EXPECT_EQ(model.status().code(), StatusCode::kNotFound);
-  EXPECT_NE(model.status().message().find(missing), std::string::npos);
-  EXPECT_NE(model.status().message().find("model directory not found"), std::string::npos);
+  const std::string& message = model.status().message();
+  EXPECT_NE(message.find(missing + "/config.json: file not found"), std::string::npos) << message;
+  EXPECT_NE(message.find("model directory " + missing + " does not exist"), std::string::npos)
+      << message;
+
+  write_file(dir_.file("plain-file"), "x");
+  model = BertModel::load(dir_.file("plain-file"));
+  ASSERT_FALSE(model.is_ok());
+  EXPECT_NE(model.status().message().find("is not a directory"), std::string::npos)
+      << model.status().message();
 }
 
 TEST_F(BadModel, MissingConfigJson) {

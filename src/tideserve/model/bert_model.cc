@@ -117,16 +117,19 @@ int64_t FloatTensor::numel() const {
 }
 
 Result<std::unique_ptr<BertModel>> BertModel::load(const std::string& dir) {
+  const std::filesystem::path base(dir);
+  const std::string config_path = (base / "config.json").string();
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) {
+    // Name config.json, the first file a model directory must hold, and say why it is missing.
     if (!std::filesystem::exists(dir, ec)) {
-      return not_found(dir + ": model directory not found");
+      return not_found(config_path + ": file not found (model directory " + dir +
+                       " does not exist)");
     }
-    return invalid_argument(dir + ": not a directory");
+    return invalid_argument(config_path + ": file not found (" + dir + " is not a directory)");
   }
-  const std::filesystem::path base(dir);
   Result<std::unique_ptr<BertModel>> model =
-      load_files((base / "config.json").string(), (base / "model.safetensors").string());
+      load_files(config_path, (base / "model.safetensors").string());
   if (model.is_ok()) (*model)->directory_ = dir;
   return model;
 }
