@@ -1,0 +1,94 @@
+// The BERT encoder on flat token batches: a batch is the concatenation of its sequences' tokens
+// plus cumulative sequence lengths (cu_seqlens), so no GEMM ever sees padding.
+//
+//   embeddings (word + position + token type) -> LayerNorm
+//   per layer: fused QKV projection -> attention per sequence and head over its real length
+//              -> output projection (+bias +residual fused) -> LayerNorm
+//              -> FFN up (+bias +GELU fused) -> FFN down (+bias +residual fused) -> LayerNorm
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "tideserve/engine/linear.h"
+#include "tideserve/model/bert_model.h"
+#include "tideserve/util/status.h"
+
+namespace tideserve::engine {
+
+struct EncoderOptions {
+  int threads = 0;  // 0 = all cores of the process's CPU set
+};
+
+// One batch: sequence s owns tokens [cu_seqlens[s], cu_seqlens[s+1]). Positions restart at 0 in
+// each sequence. token_type_ids may be empty (all 0).
+struct EncoderBatch {
+  std::span<const int32_t> input_ids;
+  std::span<const int32_t> token_type_ids;
+  std::span<const int32_t> cu_seqlens;
+
+  int64_t num_tokens() const { return static_cast<int64_t>(input_ids.size()); }
+  int64_t num_sequences() const {
+    return cu_seqlens.empty() ? 0 : static_cast<int64_t>(cu_seqlens.size()) - 1;
+  }
+};
+
+struct EncoderOutput {
+  std::vector<float> hidden;  // [num_tokens, hidden_size], row-major
+  int64_t num_tokens = 0;
+  int64_t hidden_size = 0;
+};
+
+class BertEncoder {
+ public:
+  // Prepares the weights (fused QKV, oneDNN layouts) and primitives. `model` must outlive the
+  // encoder (embedding and LayerNorm tables stay views into it).
+  static Result<std::unique_ptr<BertEncoder>> create(const BertModel& model,
+                                                     const EncoderOptions& options = {});
+
+  // Checks a batch against the model's limits (ids in vocab, lengths within positions, ...).
+  Status validate(const EncoderBatch& batch) const;
+
+  // Runs the embeddings and the first `num_layers` layers (-1: all) and writes the last hidden
+  // states. Not thread-safe: one caller at a time (the runtime's engine worker).
+  Status forward(const EncoderBatch& batch, EncoderOutput& output, int num_layers = -1);
+
+  const BertConfig& config() const { return config_; }
+  int threads() const { return threads_; }
+  const char* matmul_impl() const;
+
+ private:
+  struct Layer {
+    std::unique_ptr<Linear> qkv;       // [3H, H], bias
+    std::unique_ptr<Linear> attn_out;  // [H, H], bias + residual
+    std::unique_ptr<Linear> ffn_up;    // [I, H], bias + GELU
+    std::unique_ptr<Linear> ffn_down;  // [H, I], bias + residual
+    const float* attn_norm_gamma = nullptr;
+    const float* attn_norm_beta = nullptr;
+    const float* out_norm_gamma = nullptr;
+    const float* out_norm_beta = nullptr;
+  };
+
+  BertEncoder() = default;
+  void embed(const EncoderBatch& batch, float* out) const;
+  void attention(const EncoderBatch& batch, const float* qkv, float* context);
+
+  BertConfig config_;
+  const BertWeights* weights_ = nullptr;
+  int threads_ = 1;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  std::vector<Layer> layers_;
+  // Workspace, grown on demand and reused across batches.
+  std::vector<float> qkv_;
+  std::vector<float> context_;
+  std::vector<float> intermediate_;
+  std::vector<std::vector<float>> scores_;  // one [L, L] scratch per thread
+};
+
+}  // namespace tideserve::engine
