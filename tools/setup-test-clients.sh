@@ -6,5 +6,5 @@ cd "$(dirname "$0")/../tests/clients"
 export ONNXRUNTIME_NODE_INSTALL=skip
 if [ ! -f node_modules/.tideserve-stamp ] || [ package.json -nt node_modules/.tideserve-stamp ]; then
   npm install --no-audit --no-fund --loglevel=error
-  touch node_modules/.tideserve-stamp
+  mkdir -p node_modules && touch node_modules/.tideserve-stamp
 fi
