@@ -4,7 +4,9 @@
 // output with Hugging Face tokenizers; bench/tokenizer uses the same corpus.
 //
 //   tideserve_tokenize_dump --model DIR --corpus FILE [--pair-shift K] [--max-length N] [--left]
-// --pair-shift K encodes line i with line (i + K) % n as its pair.
+//                           [--summary]
+// --pair-shift K encodes line i with line (i + K) % n as its pair; --summary prints only the
+// counts of texts, tokens and errors.
 #include <simdjson.h>
 
 #include <cstdio>
@@ -64,7 +66,7 @@ void append_ints(std::string& out, const std::vector<T>& values) {
 int usage() {
   std::fprintf(stderr,
                "usage: tideserve_tokenize_dump --model DIR --corpus FILE [--pair-shift K] "
-               "[--max-length N] [--left]\n");
+               "[--max-length N] [--left] [--summary]\n");
   return 2;
 }
 
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
   long pair_shift = -1;
   size_t max_length = 0;
   bool left = false;
+  bool summary = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const bool has_value = i + 1 < argc;
@@ -88,6 +91,8 @@ int main(int argc, char** argv) {
       max_length = std::strtoul(argv[++i], nullptr, 10);
     } else if (arg == "--left") {
       left = true;
+    } else if (arg == "--summary") {
+      summary = true;
     } else {
       return usage();
     }
@@ -127,10 +132,16 @@ int main(int argc, char** argv) {
       left ? tideserve::text::TruncationSide::kLeft : tideserve::text::TruncationSide::kRight;
   Encoding encoding;
   std::string out;
+  size_t tokens = 0, errors = 0;
   for (size_t i = 0; i < lines.size(); ++i) {
     if (pair_shift >= 0) options.pair = lines[(i + pair_shift) % lines.size()];
     out.clear();
     tideserve::Status status = (*tokenizer)->encode_into(lines[i], options, &encoding);
+    if (summary) {
+      tokens += status.is_ok() ? encoding.size() : 0;
+      errors += !status.is_ok();
+      continue;
+    }
     if (!status.is_ok()) {
       out += "{\"error\":";
       append_json_string(out, status.message());
@@ -148,5 +159,6 @@ int main(int argc, char** argv) {
     }
     std::fwrite(out.data(), 1, out.size(), stdout);
   }
+  if (summary) std::printf("%zu texts, %zu tokens, %zu errors\n", lines.size(), tokens, errors);
   return 0;
 }
