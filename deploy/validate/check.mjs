@@ -1,0 +1,648 @@
+// Checks tideserve's rendered Kubernetes objects (tools/validate-deploy drives it).
+//
+//   node check.mjs --root DIR --rendered DIR --out DIR [--only CHECK,...]
+//
+// --rendered holds one YAML stream per kustomization (`kubectl kustomize` output, named after the
+// kustomization's path) and --root is the tree whose deploy/ is checked. Checks, each reported on
+// its own line as PASS or FAIL with every problem it found:
+//   schema      every object against its JSON schema (kubernetes-models, @kubernetes-models/*)
+//   types       every object type-checked against the packages' TypeScript interfaces with
+//               `tsc --noEmit --strict`: object literals reject misspelled or unknown fields,
+//               which the schemas let through
+//   deprecated  fields and API versions that current Kubernetes / Istio removed or deprecated
+//   policy      what the schemas cannot know: probe paths and ports, drain arithmetic, security
+//               context, selectors that must match, metric names shared by HPA, adapter, KEDA,
+//               rules and dashboard
+//   dashboard   the Grafana dashboard JSON
+// It also writes, under --out, the Prometheus rule files and an expression file (dashboard,
+// adapter and KEDA queries as recording rules) for promtool.
+import fs from "node:fs";
+import path from "node:path";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import yaml from "js-yaml";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+function parse_args(argv) {
+  const args = { only: null };
+  for (let i = 0; i < argv.length; i += 2) {
+    const key = argv[i].replace(/^--/, "");
+    args[key] = argv[i + 1];
+  }
+  if (!args.root || !args.rendered || !args.out) {
+    console.error("usage: check.mjs --root DIR --rendered DIR --out DIR [--only a,b]");
+    process.exit(2);
+  }
+  args.only = args.only ? new Set(args.only.split(",")) : null;
+  return args;
+}
+const args = parse_args(process.argv.slice(2));
+const root = path.resolve(args.root);
+const deploy_dir = path.join(root, "deploy");
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: every rendered stream, plus the objects applied on their own (not in a kustomization).
+
+function load_stream(file) {
+  return yaml.loadAll(fs.readFileSync(file, "utf8")).filter((o) => o && typeof o === "object");
+}
+
+const renders = {}; // name -> [objects]
+for (const f of fs.readdirSync(args.rendered).sort()) {
+  if (f.endsWith(".yaml")) renders[f.replace(/\.yaml$/, "")] = load_stream(path.join(args.rendered, f));
+}
+const standalone_files = ["deploy/k8s/monitoring/prometheus-adapter-config.yaml"];
+for (const f of standalone_files) {
+  const p = path.join(root, f);
+  if (fs.existsSync(p)) renders[`file:${f}`] = load_stream(p);
+}
+
+const all_objects = [];
+for (const [render, objects] of Object.entries(renders)) {
+  for (const obj of objects) all_objects.push({ render, obj });
+}
+const id_of = ({ render, obj }) => `${render}: ${obj.kind}/${obj.metadata?.name ?? "?"}`;
+
+// ---------------------------------------------------------------------------------------------
+// Where each apiVersion's models live.
+
+const crd_packages = {
+  "networking.istio.io": "@kubernetes-models/istio",
+  "security.istio.io": "@kubernetes-models/istio",
+  "telemetry.istio.io": "@kubernetes-models/istio",
+  "keda.sh": "@kubernetes-models/keda",
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+};
+
+function module_of(api_version, kind) {
+  const [group, version] = api_version.includes("/") ? api_version.split("/") : ["", api_version];
+  if (!/^[A-Za-z0-9]+$/.test(kind) || !/^[a-z0-9]+$/.test(version) || !/^[a-z0-9.-]*$/.test(group)) {
+    return null;
+  }
+  if (group === "") return `kubernetes-models/${version}/${kind}`;
+  if (crd_packages[group]) return `${crd_packages[group]}/${group}/${version}/${kind}`;
+  return `kubernetes-models/${group}/${version}/${kind}`;
+}
+
+function module_exists(spec) {
+  const [scope_or_name, ...rest] = spec.split("/");
+  const pkg = scope_or_name.startsWith("@") ? `${scope_or_name}/${rest.shift()}` : scope_or_name;
+  return fs.existsSync(path.join(here, "node_modules", pkg, `${rest.join("/")}.js`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting.
+
+const results = [];
+async function check(name, fn) {
+  if (args.only && !args.only.has(name)) return;
+  const started = Date.now();
+  const problems = [];
+  try {
+    await fn((msg) => problems.push(msg));
+  } catch (e) {
+    problems.push(`internal error: ${e.stack ?? e}`);
+  }
+  const secs = ((Date.now() - started) / 1000).toFixed(1);
+  results.push({ name, ok: problems.length === 0 });
+  console.log(`${problems.length === 0 ? "PASS" : "FAIL"} ${name} (${secs} s)`);
+  for (const p of problems) console.log(`  - ${p}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// schema: the packages' validate() (JSON schema from the OpenAPI / CRD definitions).
+
+await check("schema", async (fail) => {
+  if (all_objects.length === 0) fail("no objects rendered");
+  for (const item of all_objects) {
+    const { obj } = item;
+    const spec = module_of(String(obj.apiVersion ?? ""), String(obj.kind ?? ""));
+    if (!spec || !module_exists(spec)) {
+      fail(`${id_of(item)}: no model for apiVersion ${obj.apiVersion} kind ${obj.kind}`);
+      continue;
+    }
+    const mod = await import(spec);
+    try {
+      new mod[obj.kind](obj).validate();
+    } catch (e) {
+      fail(`${id_of(item)}: ${e.message}`);
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// types: one TypeScript file, one annotated object literal per object, `tsc --noEmit --strict`.
+
+await check("types", async (fail) => {
+  const dir = path.join(args.out, "types");
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.symlinkSync(path.join(here, "node_modules"), path.join(dir, "node_modules"));
+  const imports = new Map();
+  const lines = [];
+  all_objects.forEach((item, i) => {
+    const { obj } = item;
+    const spec = module_of(String(obj.apiVersion ?? ""), String(obj.kind ?? ""));
+    if (!spec || !module_exists(spec)) return; // reported by schema
+    const alias = `I${obj.kind}_${imports.size}`;
+    if (!imports.has(spec)) imports.set(spec, alias);
+    lines.push(`// ${id_of(item)}`);
+    lines.push(`export const object_${i}: ${imports.get(spec)} = ${JSON.stringify(obj, null, 2)};`);
+  });
+  const header = [...imports].map(([spec, alias]) => {
+    const kind = spec.split("/").pop();
+    return `import type { I${kind} as ${alias} } from "${spec}";`;
+  });
+  fs.writeFileSync(path.join(dir, "objects.ts"), [...header, "", ...lines, ""].join("\n"));
+  fs.writeFileSync(
+    path.join(dir, "tsconfig.json"),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true, noEmit: true, target: "es2022", module: "nodenext",
+        moduleResolution: "nodenext", skipLibCheck: true, types: [],
+      },
+      files: ["objects.ts"],
+    }),
+  );
+  const tsc = path.join(here, "node_modules", "typescript", "bin", "tsc");
+  const r = spawnSync(process.execPath, [tsc, "-p", dir, "--pretty", "false"], { encoding: "utf8" });
+  if (r.status !== 0) {
+    // Point each error at the object it is in: the comment line above the literal names it.
+    const source = fs.readFileSync(path.join(dir, "objects.ts"), "utf8").split("\n");
+    for (const line of (r.stdout + r.stderr).split("\n").filter(Boolean)) {
+      const m = line.match(/objects\.ts\((\d+),\d+\): (.*)/);
+      if (!m) { fail(line); continue; }
+      let n = Number(m[1]) - 1;
+      while (n > 0 && !source[n].startsWith("// ")) n--;
+      fail(`${source[n].slice(3)}: ${m[2]}`);
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// deprecated: fields and versions that still pass the schemas but are removed or deprecated.
+
+const deprecated_keys = {
+  consecutiveErrors: "Istio outlierDetection: use consecutive5xxErrors (or consecutiveGatewayErrors)",
+  circuitBreaker: "Istio: the v1alpha1 circuitBreaker block is gone; use trafficPolicy.connectionPool and outlierDetection",
+  serviceAccount: "Pod spec: serviceAccount is deprecated; use serviceAccountName",
+  targetAverageValue: "autoscaling/v2beta1 metric form; use target: {type: AverageValue, averageValue}",
+  targetAverageUtilization: "autoscaling/v2beta1 metric form; use target: {type: Utilization, averageUtilization}",
+  metricName: "autoscaling/v2beta1 metric form; use metric: {name}",
+};
+const deprecated_api_versions = {
+  "autoscaling/v2beta1": "removed in Kubernetes 1.25; use autoscaling/v2",
+  "autoscaling/v2beta2": "removed in Kubernetes 1.26; use autoscaling/v2",
+  "policy/v1beta1": "removed in Kubernetes 1.25; use policy/v1",
+  "extensions/v1beta1": "removed in Kubernetes 1.16/1.22",
+  "apps/v1beta1": "removed in Kubernetes 1.16",
+  "apps/v1beta2": "removed in Kubernetes 1.16",
+  "networking.istio.io/v1alpha3": "use networking.istio.io/v1 (Istio 1.22+) or v1beta1",
+  "keda.k8s.io/v1alpha1": "KEDA 1.x; use keda.sh/v1alpha1",
+};
+const deprecated_annotations = {
+  "scheduler.alpha.kubernetes.io/critical-pod": "removed; use priorityClassName",
+  "seccomp.security.alpha.kubernetes.io/pod": "use securityContext.seccompProfile",
+};
+
+function walk(value, trail, visit) {
+  if (Array.isArray(value)) value.forEach((v, i) => walk(v, `${trail}[${i}]`, visit));
+  else if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      visit(k, v, `${trail}.${k}`);
+      walk(v, `${trail}.${k}`, visit);
+    }
+  }
+}
+
+await check("deprecated", async (fail) => {
+  for (const item of all_objects) {
+    const { obj } = item;
+    if (deprecated_api_versions[obj.apiVersion]) {
+      fail(`${id_of(item)}: apiVersion ${obj.apiVersion}: ${deprecated_api_versions[obj.apiVersion]}`);
+    }
+    walk(obj, "", (key, _value, trail) => {
+      // ConfigMap data and annotations/labels are free-form maps: only their keys below matter.
+      if (/^\.data\./.test(trail)) return;
+      if (trail.includes(".annotations.")) {
+        if (deprecated_annotations[key]) fail(`${id_of(item)}: annotation ${key}: ${deprecated_annotations[key]}`);
+        return;
+      }
+      if (Object.hasOwn(deprecated_keys, key)) fail(`${id_of(item)}: ${trail.slice(1)}: ${deprecated_keys[key]}`);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// policy: cross-object and numeric rules (deploy/README.md explains each number).
+
+const kServerPort = 8000;
+const kReadyPath = "/v2/health/ready";
+const kLivePath = "/v2/health/live";
+const kAdapterMetric = "tideserve_request_latency_p99";
+
+const label_match = (selector, labels) =>
+  selector && Object.keys(selector).length > 0 &&
+  Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+function seconds(value) {
+  const m = String(value).match(/^(\d+(?:\.\d+)?)(ms|s|m|h)?$/);
+  if (!m) return NaN;
+  return Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600, undefined: 1 }[m[2]];
+}
+
+function env_of(container) {
+  return Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+}
+
+// PromQL helpers for the rule / adapter / dashboard cross-references.
+function prometheus_rules(objects) {
+  const rules = [];
+  for (const { obj } of objects.filter((o) => o.obj.kind === "PrometheusRule")) {
+    for (const g of obj.spec?.groups ?? []) for (const r of g.rules ?? []) rules.push(r);
+  }
+  return rules;
+}
+function metric_names_in(expr) {
+  const names = new Set();
+  const stripped = String(expr).replace(/"(?:[^"\\]|\\.)*"/g, '""').replace(/\[[^\]]*\]/g, "");
+  for (const m of stripped.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
+    if (m[0].startsWith("tideserve")) names.add(m[0]);
+  }
+  return names;
+}
+function outer_by_labels(expr) {
+  const m = String(expr).match(/by\s*\(([^)]*)\)/);
+  return m ? m[1].split(",").map((s) => s.trim()).filter(Boolean) : [];
+}
+const known_metrics = new Set(
+  fs.readFileSync(path.join(root, "deploy/validate/server-metrics.txt"), "utf8")
+    .split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean),
+);
+function series_known(name, recorded) {
+  if (recorded.has(name)) return true;
+  const base = name.replace(/_(bucket|sum|count)$/, "");
+  return known_metrics.has(name) || known_metrics.has(base);
+}
+
+await check("policy", async (fail) => {
+  // Whole deployments only: the base's pieces (base-workload, ...) are building blocks.
+  const render_names = Object.keys(renders).filter((r) => !r.startsWith("file:") && !r.startsWith("base-"));
+  const must_render = ["base", "overlays-dev", "overlays-production", "overlays-keda", "istio", "monitoring"];
+  for (const r of must_render) if (!renders[r]) fail(`kustomization ${r.replace("-", "/")} was not rendered`);
+
+  const recorded = new Set(prometheus_rules(all_objects).filter((r) => r.record).map((r) => r.record));
+  const adapter_names = new Map(); // exposed name -> recorded series
+  const adapter_rules = [];
+  for (const { obj } of all_objects.filter((o) => o.obj.kind === "ConfigMap" && o.obj.data?.["config.yaml"])) {
+    const cfg = yaml.load(obj.data["config.yaml"]);
+    for (const rule of cfg?.rules ?? []) adapter_rules.push(rule);
+  }
+
+  for (const render of render_names) {
+    const objs = renders[render];
+    const item = (obj) => ({ render, obj });
+    const deployments = objs.filter((o) => o.kind === "Deployment");
+    const services = objs.filter((o) => o.kind === "Service");
+    const is_workload = deployments.length > 0;
+    if (is_workload && deployments.length !== 1) fail(`${render}: expected one Deployment`);
+
+    for (const d of deployments) {
+      const id = id_of(item(d));
+      const pod = d.spec?.template?.spec ?? {};
+      const pod_labels = d.spec?.template?.metadata?.labels ?? {};
+      if (!label_match(d.spec?.selector?.matchLabels, pod_labels)) fail(`${id}: selector does not match the pod labels`);
+      const c = (pod.containers ?? []).find((x) => x.name === "tideserve");
+      if (!c) { fail(`${id}: no container named tideserve`); continue; }
+      const env = env_of(c);
+      const port = Number(env.PORT ?? kServerPort);
+      const http_port = (c.ports ?? []).find((p) => p.containerPort === port);
+      if (!http_port) fail(`${id}: no containerPort ${port} (PORT)`);
+      const probe_port_ok = (p) => p === port || (http_port && p === http_port.name);
+      for (const [probe, want] of [["startupProbe", kReadyPath], ["readinessProbe", kReadyPath], ["livenessProbe", kLivePath]]) {
+        const get = c[probe]?.httpGet;
+        if (!get) { fail(`${id}: ${probe} must be an httpGet probe`); continue; }
+        if (get.path !== want) fail(`${id}: ${probe} path ${get.path}, want ${want}`);
+        if (!probe_port_ok(get.port)) fail(`${id}: ${probe} port ${get.port} is not the server's port ${port}`);
+      }
+      const sp = c.startupProbe ?? {};
+      const startup_budget = (sp.failureThreshold ?? 3) * (sp.periodSeconds ?? 10);
+      if (startup_budget < 120) fail(`${id}: startupProbe allows ${startup_budget} s for the model load, want >= 120 s`);
+      if ((c.livenessProbe?.initialDelaySeconds ?? 0) > 0 || (c.readinessProbe?.initialDelaySeconds ?? 0) > 30) {
+        fail(`${id}: use the startupProbe for slow starts, not initialDelaySeconds`);
+      }
+      const pre_stop = c.lifecycle?.preStop;
+      let sleep_s = NaN;
+      if (pre_stop?.sleep) sleep_s = Number(pre_stop.sleep.seconds);
+      else if (pre_stop?.exec?.command) {
+        const cmd = pre_stop.exec.command;
+        if (/(^|\/)sleep$/.test(cmd[0])) sleep_s = Number(cmd[1]);
+      }
+      if (!Number.isFinite(sleep_s) || sleep_s <= 0) fail(`${id}: preStop must sleep a positive number of seconds`);
+      const drain = Number(env.DRAIN_DELAY ?? 5);
+      const shutdown = Number(env.SHUTDOWN_TIMEOUT ?? 30);
+      const grace = pod.terminationGracePeriodSeconds ?? 30;
+      if (!(grace > sleep_s + drain + shutdown)) {
+        fail(`${id}: terminationGracePeriodSeconds ${grace} must exceed preStop sleep ${sleep_s} + DRAIN_DELAY ${drain} + SHUTDOWN_TIMEOUT ${shutdown}`);
+      }
+      const psc = pod.securityContext ?? {};
+      const csc = c.securityContext ?? {};
+      if (!(psc.runAsNonRoot || csc.runAsNonRoot)) fail(`${id}: runAsNonRoot is not set`);
+      if ((csc.runAsUser ?? psc.runAsUser) !== 1000) fail(`${id}: must run as uid 1000 (the image's user)`);
+      if (csc.readOnlyRootFilesystem !== true) fail(`${id}: readOnlyRootFilesystem must be true`);
+      if (csc.allowPrivilegeEscalation !== false) fail(`${id}: allowPrivilegeEscalation must be false`);
+      if (csc.privileged) fail(`${id}: must not be privileged`);
+      if (!(csc.capabilities?.drop ?? []).includes("ALL")) fail(`${id}: capabilities must drop ALL`);
+      if (csc.capabilities?.add?.length) fail(`${id}: must not add capabilities`);
+      for (const k of ["cpu", "memory"]) {
+        if (!c.resources?.requests?.[k] || !c.resources?.limits?.[k]) fail(`${id}: ${k} request and limit required`);
+      }
+      const gpu_req = c.resources?.requests?.["nvidia.com/gpu"];
+      const gpu_lim = c.resources?.limits?.["nvidia.com/gpu"];
+      if (gpu_req !== gpu_lim) fail(`${id}: nvidia.com/gpu requests must equal limits`);
+      if (gpu_lim !== undefined) {
+        const tol = (pod.tolerations ?? []).some((t) => t.key === "nvidia.com/gpu" && t.effect === "NoSchedule");
+        if (!tol) fail(`${id}: GPU pods need a toleration for nvidia.com/gpu:NoSchedule`);
+        if (!pod.nodeSelector || Object.keys(pod.nodeSelector).length === 0) fail(`${id}: GPU pods need a nodeSelector`);
+      }
+      if (render === "overlays-production" && gpu_lim === undefined) fail(`${id}: production must request nvidia.com/gpu`);
+      if (render === "overlays-dev" && gpu_lim !== undefined) fail(`${id}: dev must not request a GPU`);
+      // The model: MODEL_NAME under a read-only mount backed by a read-only PVC, or the model
+      // baked into the image.
+      const model = env.MODEL_NAME ?? "";
+      if (!model) fail(`${id}: MODEL_NAME is not set`);
+      if (!env.MODEL_VERSION) fail(`${id}: MODEL_VERSION is not set`);
+      const mount = (c.volumeMounts ?? []).find((m) => model.startsWith(`${m.mountPath.replace(/\/$/, "")}/`));
+      if (mount) {
+        if (mount.readOnly !== true) fail(`${id}: model mount ${mount.mountPath} must be readOnly`);
+        const vol = (pod.volumes ?? []).find((v) => v.name === mount.name);
+        if (!vol?.persistentVolumeClaim) fail(`${id}: model volume ${mount.name} must come from a PVC`);
+        else {
+          if (vol.persistentVolumeClaim.readOnly !== true) fail(`${id}: model PVC must be mounted readOnly`);
+          const claim = vol.persistentVolumeClaim.claimName;
+          if (!objs.some((o) => o.kind === "PersistentVolumeClaim" && o.metadata?.name === claim)) {
+            fail(`${id}: PVC ${claim} is not part of this kustomization`);
+          }
+        }
+      } else if (!model.startsWith("/opt/tideserve/models/")) {
+        fail(`${id}: MODEL_NAME ${model} is neither on a mounted volume nor the model baked into the image`);
+      }
+      if (!env.MODEL_VERSION) fail(`${id}: MODEL_VERSION missing`);
+      if (render !== "overlays-dev" && (d.spec?.replicas ?? 1) < 2) fail(`${id}: at least 2 replicas outside dev`);
+      if (render === "overlays-dev" && d.spec?.replicas !== 1) fail(`${id}: dev runs 1 replica`);
+      if (render === "base" && d.spec?.replicas !== 3) fail(`${id}: base runs 3 replicas`);
+      const ann = d.spec?.template?.metadata?.annotations ?? {};
+      if (ann["prometheus.io/scrape"] !== "true" || Number(ann["prometheus.io/port"]) !== port || ann["prometheus.io/path"] !== "/metrics") {
+        fail(`${id}: prometheus.io annotations must say scrape "true", port ${port}, path /metrics`);
+      }
+      const spread = pod.topologySpreadConstraints ?? [];
+      if (!spread.some((t) => t.topologyKey === "kubernetes.io/hostname" && label_match(t.labelSelector?.matchLabels, pod_labels))) {
+        fail(`${id}: no topology spread across nodes selecting these pods`);
+      }
+      if (pod_labels.version !== "v1") fail(`${id}: pods need the version: v1 label (Istio subset v1)`);
+
+      // Service: ClusterIP, 80 -> the server port, selecting these pods.
+      if (services.length !== 1) fail(`${render}: expected one Service`);
+      for (const s of services) {
+        const sid = id_of(item(s));
+        if ((s.spec?.type ?? "ClusterIP") !== "ClusterIP") fail(`${sid}: type must be ClusterIP`);
+        if (!label_match(s.spec?.selector, pod_labels)) fail(`${sid}: selector does not match the pods`);
+        const p80 = (s.spec?.ports ?? []).find((p) => p.port === 80);
+        if (!p80) fail(`${sid}: no port 80`);
+        else if (!probe_port_ok(p80.targetPort)) fail(`${sid}: port 80 targets ${p80.targetPort}, not the server port ${port}`);
+      }
+      for (const pdb of objs.filter((o) => o.kind === "PodDisruptionBudget")) {
+        const pid = id_of(item(pdb));
+        if (!label_match(pdb.spec?.selector?.matchLabels, pod_labels)) fail(`${pid}: selector does not match the pods`);
+        if (pdb.spec?.maxUnavailable !== 1) fail(`${pid}: maxUnavailable must be 1`);
+      }
+      if (!objs.some((o) => o.kind === "PodDisruptionBudget")) fail(`${render}: no PodDisruptionBudget`);
+
+      // Autoscaling: exactly one of HPA / ScaledObject.
+      const hpas = objs.filter((o) => o.kind === "HorizontalPodAutoscaler");
+      const scaled = objs.filter((o) => o.kind === "ScaledObject");
+      if (hpas.length + scaled.length !== 1) fail(`${render}: want exactly one autoscaler (HPA or ScaledObject), found ${hpas.length + scaled.length}`);
+      if (render === "overlays-keda" && scaled.length !== 1) fail(`${render}: keda must use a ScaledObject`);
+      const target_ok = (ref) => ref?.kind === "Deployment" && ref?.name === d.metadata?.name;
+      for (const h of hpas) {
+        const hid = id_of(item(h));
+        if (!target_ok(h.spec?.scaleTargetRef)) fail(`${hid}: scaleTargetRef does not name Deployment ${d.metadata?.name}`);
+        if (render !== "overlays-dev" && (h.spec?.minReplicas !== 2 || h.spec?.maxReplicas !== 10)) fail(`${hid}: want minReplicas 2, maxReplicas 10`);
+        const metrics = h.spec?.metrics ?? [];
+        const res = (name) => metrics.find((m) => m.type === "Resource" && m.resource?.name === name)?.resource?.target?.averageUtilization;
+        if (res("cpu") !== 70) fail(`${hid}: want CPU utilization target 70`);
+        if (res("memory") !== 80) fail(`${hid}: want memory utilization target 80`);
+        const pods_metric = metrics.find((m) => m.type === "Pods");
+        if (pods_metric?.pods?.metric?.name !== kAdapterMetric) fail(`${hid}: want the Pods metric ${kAdapterMetric}`);
+        const up = h.spec?.behavior?.scaleUp;
+        const down = h.spec?.behavior?.scaleDown;
+        if (!up || !down) fail(`${hid}: behavior.scaleUp and scaleDown are required`);
+        else {
+          const first_period = Math.min(...(up.policies ?? []).map((p) => p.periodSeconds));
+          if ((up.stabilizationWindowSeconds ?? 0) + first_period > 30) fail(`${hid}: scale-up must react within 30 s`);
+          if ((down.stabilizationWindowSeconds ?? 300) < 60) fail(`${hid}: scale-down needs a stabilization window of at least 60 s`);
+        }
+      }
+      for (const so of scaled) {
+        const sid = id_of(item(so));
+        if (!target_ok(so.spec?.scaleTargetRef)) fail(`${sid}: scaleTargetRef does not name Deployment ${d.metadata?.name}`);
+        const types = (so.spec?.triggers ?? []).map((t) => t.type);
+        for (const t of ["cpu", "memory", "prometheus", "cron"]) if (!types.includes(t)) fail(`${sid}: no ${t} trigger`);
+        for (const t of (so.spec?.triggers ?? []).filter((t) => t.type === "prometheus")) {
+          for (const name of metric_names_in(t.metadata?.query)) {
+            if (!series_known(name, recorded)) fail(`${sid}: prometheus trigger queries ${name}, which no rule records and the server does not export`);
+          }
+        }
+        for (const t of (so.spec?.triggers ?? []).filter((t) => t.type === "cron")) {
+          const m = t.metadata ?? {};
+          if (!m.timezone || !m.start || !m.end || !(Number(m.desiredReplicas) > 0)) fail(`${sid}: cron trigger needs timezone, start, end, desiredReplicas`);
+        }
+        const up = so.spec?.advanced?.horizontalPodAutoscalerConfig?.behavior?.scaleUp;
+        if (!up) fail(`${sid}: advanced.horizontalPodAutoscalerConfig.behavior.scaleUp is required`);
+      }
+    }
+
+    // Istio: routes point at the Service and at subsets the DestinationRule defines.
+    const base_pods = renders.base?.find((o) => o.kind === "Deployment")?.spec?.template?.metadata?.labels ?? {};
+    const base_service = renders.base?.find((o) => o.kind === "Service");
+    for (const vs of objs.filter((o) => o.kind === "VirtualService")) {
+      const vid = id_of(item(vs));
+      const drs = objs.filter((o) => o.kind === "DestinationRule");
+      const subsets = new Set(drs.flatMap((r) => (r.spec?.subsets ?? []).map((s) => `${r.spec.host}/${s.name}`)));
+      const http = vs.spec?.http ?? [];
+      if (!http.some((r) => (r.match ?? []).some((m) => m.headers?.version?.exact === "v2") && r.route?.every((d) => d.destination?.subset === "v2"))) {
+        fail(`${vid}: no route sending header version: v2 to subset v2`);
+      }
+      for (const r of http) {
+        const total = (r.route ?? []).reduce((a, d) => a + (d.weight ?? (r.route.length === 1 ? 100 : 0)), 0);
+        if (total !== 100) fail(`${vid}: route ${r.name ?? "?"} weights sum to ${total}, not 100`);
+        if (!r.timeout) fail(`${vid}: route ${r.name ?? "?"} has no timeout`);
+        if (!r.retries) fail(`${vid}: route ${r.name ?? "?"} has no retries`);
+        for (const dst of r.route ?? []) {
+          const dd = dst.destination ?? {};
+          if (dd.host !== base_service?.metadata?.name) fail(`${vid}: destination host ${dd.host} is not the Service ${base_service?.metadata?.name}`);
+          if (!subsets.has(`${dd.host}/${dd.subset}`)) fail(`${vid}: subset ${dd.subset} of ${dd.host} is not defined by a DestinationRule`);
+          const sp = (base_service?.spec?.ports ?? []).map((p) => p.port);
+          if (dd.port && !sp.includes(dd.port.number)) fail(`${vid}: destination port ${dd.port.number} is not a Service port`);
+        }
+      }
+    }
+    for (const dr of objs.filter((o) => o.kind === "DestinationRule")) {
+      const did = id_of(item(dr));
+      const tp = dr.spec?.trafficPolicy ?? {};
+      for (const f of ["http1MaxPendingRequests", "http2MaxRequests", "maxRequestsPerConnection"]) {
+        if (!(tp.connectionPool?.http?.[f] > 0)) fail(`${did}: connectionPool.http.${f} must be set`);
+      }
+      if (!(tp.connectionPool?.tcp?.maxConnections > 0)) fail(`${did}: connectionPool.tcp.maxConnections must be set`);
+      const od = tp.outlierDetection ?? {};
+      if (!(od.consecutive5xxErrors > 0) || !od.interval || !od.baseEjectionTime || !(od.maxEjectionPercent > 0)) {
+        fail(`${did}: outlierDetection needs consecutive5xxErrors, interval, baseEjectionTime, maxEjectionPercent`);
+      }
+      const v1 = (dr.spec?.subsets ?? []).find((s) => s.name === "v1");
+      if (!v1 || !label_match(v1.labels, base_pods)) fail(`${did}: subset v1 does not select the base Deployment's pods`);
+      if (!(dr.spec?.subsets ?? []).some((s) => s.name === "v2" && s.labels?.version === "v2")) fail(`${did}: no subset v2 (version: v2)`);
+    }
+
+    // Monitoring: the ServiceMonitor finds the Service and its port.
+    for (const sm of objs.filter((o) => o.kind === "ServiceMonitor")) {
+      const sid = id_of(item(sm));
+      if (!label_match(sm.spec?.selector?.matchLabels, base_service?.metadata?.labels)) fail(`${sid}: selector does not match the Service's labels`);
+      const port_names = (base_service?.spec?.ports ?? []).map((p) => p.name);
+      for (const ep of sm.spec?.endpoints ?? []) {
+        if (!port_names.includes(ep.port)) fail(`${sid}: endpoint port ${ep.port} is not a Service port name`);
+        if ((ep.path ?? "/metrics") !== "/metrics") fail(`${sid}: endpoint path ${ep.path}, want /metrics`);
+      }
+    }
+  }
+
+  // Rules: every series a rule, alert or query reads is exported by the server or recorded.
+  const rules = prometheus_rules(all_objects);
+  if (!rules.length) fail("no PrometheusRule rules");
+  for (const r of rules) {
+    for (const name of metric_names_in(r.expr)) {
+      if (!series_known(name, recorded)) fail(`rule ${r.record ?? r.alert}: ${name} is neither exported by the server (deploy/validate/server-metrics.txt) nor recorded`);
+    }
+  }
+  for (const want of ["p50_pod", "p99_pod", "p50_service", "p99_service"]) {
+    if (!recorded.has(`tideserve:request_duration_seconds:${want}`)) fail(`no recording rule tideserve:request_duration_seconds:${want}`);
+  }
+  const alerts = new Set(rules.filter((r) => r.alert).map((r) => r.alert));
+  for (const a of ["TideserveHighP99Latency", "TideserveHighErrorRatio", "TideservePodNotReady", "TideserveRequestsRejected"]) {
+    if (!alerts.has(a)) fail(`no alert ${a}`);
+  }
+
+  // prometheus-adapter: exposes the HPA's metric from a recorded per-pod series.
+  if (!adapter_rules.length) fail("no prometheus-adapter rules found");
+  for (const rule of adapter_rules) {
+    const series = [...metric_names_in(rule.seriesQuery)][0];
+    const as = rule.name?.as;
+    if (as) adapter_names.set(as, series);
+    const rec = rules.find((r) => r.record === series);
+    if (!rec) { fail(`adapter rule ${as}: series ${series} is not recorded by any rule`); continue; }
+    if (!new RegExp(rule.name?.matches ?? "^$").test(series)) fail(`adapter rule ${as}: name.matches does not match ${series}`);
+    const by = outer_by_labels(rec.expr);
+    for (const label of Object.keys(rule.resources?.overrides ?? {})) {
+      if (!by.includes(label)) fail(`adapter rule ${as}: label ${label} is not kept by ${series}'s by (${by.join(", ")})`);
+    }
+    if (!rule.metricsQuery?.includes("<<.GroupBy>>") || !rule.metricsQuery?.includes("<<.LabelMatchers>>")) {
+      fail(`adapter rule ${as}: metricsQuery must use <<.LabelMatchers>> and <<.GroupBy>>`);
+    }
+  }
+  if (!adapter_names.has(kAdapterMetric)) fail(`prometheus-adapter does not expose ${kAdapterMetric}`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// dashboard: parses, has the panels the issue asks for, and reads only known series.
+
+const dashboard_exprs = [];
+await check("dashboard", async (fail) => {
+  const file = path.join(deploy_dir, "k8s/monitoring/grafana-dashboard.json");
+  let dash;
+  try {
+    dash = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    fail(`${file}: ${e.message}`);
+    return;
+  }
+  const recorded = new Set(prometheus_rules(all_objects).filter((r) => r.record).map((r) => r.record));
+  const panels = dash.panels ?? [];
+  const ids = new Set();
+  for (const p of panels) {
+    if (ids.has(p.id)) fail(`panel id ${p.id} used twice`);
+    ids.add(p.id);
+    if (!p.type || !p.title || !p.gridPos) fail(`panel ${p.id}: needs type, title and gridPos`);
+    for (const t of p.targets ?? []) {
+      if (!t.expr) { fail(`panel ${p.title}: target ${t.refId} has no expr`); continue; }
+      dashboard_exprs.push({ where: `dashboard panel "${p.title}" ${t.refId}`, expr: t.expr });
+      for (const name of metric_names_in(t.expr)) {
+        if (!series_known(name, recorded)) fail(`panel ${p.title}: ${name} is neither exported nor recorded`);
+      }
+    }
+  }
+  const text = panels.map((p) => `${p.title} ${(p.targets ?? []).map((t) => t.expr).join(" ")}`).join("\n");
+  for (const [what, re] of [["latency percentiles", /p99_service|p99_pod/], ["throughput", /requests:rate1m|requests_total/],
+    ["batch size", /tideserve_batch_size/], ["queue depth", /queue_depth/], ["replicas", /tideserve_ready/]]) {
+    if (!re.test(text)) fail(`no panel for ${what}`);
+  }
+  for (const v of dash.templating?.list ?? []) if (!v.name) fail("template variable without a name");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Files for promtool: the rule groups of every PrometheusRule, and every other PromQL query
+// (dashboard, adapter, KEDA) as a recording rule so that `promtool check rules` parses it.
+
+fs.mkdirSync(args.out, { recursive: true });
+for (const { obj } of all_objects.filter((o) => o.obj.kind === "PrometheusRule" && o.render === "monitoring")) {
+  fs.writeFileSync(path.join(args.out, `${obj.metadata.name}.rules.yaml`), yaml.dump({ groups: obj.spec.groups }, { lineWidth: -1 }));
+}
+// The dashboard's queries, also when the dashboard check did not run.
+if (dashboard_exprs.length === 0) {
+  try {
+    const dash = JSON.parse(fs.readFileSync(path.join(deploy_dir, "k8s/monitoring/grafana-dashboard.json"), "utf8"));
+    for (const p of dash.panels ?? []) {
+      for (const t of p.targets ?? []) if (t.expr) dashboard_exprs.push({ where: `dashboard panel "${p.title}" ${t.refId}`, expr: t.expr });
+    }
+  } catch {
+    // reported by the dashboard check
+  }
+}
+const exprs = [...dashboard_exprs];
+for (const { render, obj } of all_objects) {
+  if (obj.kind === "ScaledObject") {
+    for (const t of (obj.spec?.triggers ?? []).filter((t) => t.type === "prometheus")) {
+      exprs.push({ where: `${render} ScaledObject trigger`, expr: t.metadata?.query });
+    }
+  }
+  if (obj.kind === "ConfigMap" && obj.data?.["config.yaml"]) {
+    for (const rule of yaml.load(obj.data["config.yaml"])?.rules ?? []) {
+      exprs.push({ where: `adapter seriesQuery ${rule.name?.as}`, expr: rule.seriesQuery });
+      exprs.push({ where: `adapter metricsQuery ${rule.name?.as}`, expr: adapter_query(rule, 'namespace="tideserve"', "pod") });
+    }
+  }
+}
+// The query prometheus-adapter sends for one namespace's pods, the way its templates expand.
+export function adapter_query(rule, matchers, group_by) {
+  const series = [...metric_names_in(rule.seriesQuery)][0] ?? "";
+  return String(rule.metricsQuery)
+    .replaceAll("<<.Series>>", series)
+    .replaceAll("<<.LabelMatchers>>", matchers)
+    .replaceAll("<<.GroupBy>>", group_by);
+}
+const grafana_vars = (e) => String(e).replaceAll("$__rate_interval", "1m").replaceAll("$__interval", "1m").replace(/\$\{?[a-z_]+\}?/g, "x");
+fs.writeFileSync(
+  path.join(args.out, "queries.rules.yaml"),
+  yaml.dump({
+    groups: [{
+      name: "queries-from-dashboard-adapter-keda",
+      rules: exprs.map((e, i) => ({ record: `check:query_${i}`, expr: grafana_vars(e.expr), labels: { where: e.where } })),
+    }],
+  }, { lineWidth: -1 }),
+);
+fs.writeFileSync(path.join(args.out, "adapter-queries.json"), JSON.stringify(
+  all_objects.filter((o) => o.obj.kind === "ConfigMap" && o.obj.data?.["config.yaml"])
+    .flatMap((o) => yaml.load(o.obj.data["config.yaml"])?.rules ?? [])
+    .map((rule) => ({ as: rule.name?.as, series: [...metric_names_in(rule.seriesQuery)][0], metricsQuery: rule.metricsQuery })),
+  null, 2));
+
+process.exit(results.every((r) => r.ok) ? 0 : 1);
