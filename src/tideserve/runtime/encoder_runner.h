@@ -1,0 +1,34 @@
+// The production BatchRunner: BertEncoder forward over the flat batch, then pooling per sequence
+// with that sequence's settings. Plus warm_up(), run once before a server takes traffic.
+#pragma once
+
+#include <cstdint>
+
+#include "tideserve/engine/bert_encoder.h"
+#include "tideserve/runtime/scheduler.h"
+#include "tideserve/util/status.h"
+
+namespace tideserve::runtime {
+
+class EncoderRunner : public BatchRunner {
+ public:
+  // `encoder` must outlive the runner. Like the encoder, run() is for one thread at a time (the
+  // scheduler's engine worker).
+  explicit EncoderRunner(engine::BertEncoder& encoder) : encoder_(encoder) {}
+
+  Status run(const BatchInput& batch, BatchOutput& output) override;
+  int64_t hidden_size() const override { return encoder_.config().hidden_size; }
+
+ private:
+  engine::BertEncoder& encoder_;
+  engine::EncoderOutput hidden_;  // last hidden states, reused across batches
+};
+
+// Runs a few representative shapes through `runner` so that the first real request does not pay
+// for first-touch allocations and primitive setup: single sequences of 1, 16, 128 and
+// max_sequence_length tokens, then one multi-sequence batch near the token budget (capped so the
+// whole warm-up stays around a second or two for BERT-base on two cores). Token ids are 0, 1, 2,
+// ... (modulo a small range every vocabulary holds). Returns the first error.
+Status warm_up(BatchRunner& runner, int64_t max_sequence_length, int64_t max_batch_tokens);
+
+}  // namespace tideserve::runtime
