@@ -239,7 +239,7 @@ step "HEALTHCHECK passes (podman healthcheck run)"
 # A 10 s timeout: were SIGTERM ignored, podman would SIGKILL after 10 s and the exit status
 # would be 137, so both the time and the status below tell.
 stop_started=$(date +%s.%N)
-podman stop -t 10 "$container" >/dev/null
+podman stop -t 10 "$container" >"$work/stop.log" 2>&1 || fail "podman stop: $(cat "$work/stop.log")"
 stop_secs=$(python3 -c "print(round($(date +%s.%N) - $stop_started, 2))")
 exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
 [ "$exit_code" = 0 ] || {
