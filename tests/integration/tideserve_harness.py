@@ -1,0 +1,294 @@
+"""Shared harness for the integration tests that drive a real `tideserve serve` process.
+
+Hermetic: every server binds 127.0.0.1 port 0 and we read the bound port from its "listening"
+log line; readiness is the "model_loaded" line, never a sleep. Standard library only.
+"""
+import base64
+import http.client
+import json
+import math
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+MODEL = os.path.join("models", "tideserve-tiny-zh")
+MODEL_ID = "tideserve-tiny-zh"
+HIDDEN = 64
+
+# Variables that would change how `serve` configures itself: the tests set what they mean.
+_SERVE_ENV = (
+    "MODEL_NAME MODEL_ID MODEL_VERSION HOST PORT IO_THREADS TIDESERVE_THREADS POOLING "
+    "MAX_CONCURRENT_REQUESTS MAX_CLIENT_BATCH_SIZE MAX_INPUT_LENGTH MAX_BATCH_TOKENS "
+    "MAX_BATCH_REQUESTS BATCH_WAIT_US API_KEY PAYLOAD_LIMIT HEADER_TIMEOUT IDLE_TIMEOUT "
+    "MAX_REQUESTS_PER_CONNECTION DRAIN_DELAY SHUTDOWN_TIMEOUT LOG_LEVEL HEALTHCHECK_URL"
+).split()
+
+# Startup and shutdown bounds, generous for the ASan build on two busy cores.
+START_TIMEOUT = float(os.environ.get("TIDESERVE_TEST_START_TIMEOUT", "90"))
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in _SERVE_ENV}
+    if extra:
+        env.update(extra)
+    return env
+
+
+class Server:
+    """One `tideserve serve` child process and its JSON-lines log."""
+
+    def __init__(self, binary, *args, env=None, model=MODEL, with_defaults=True):
+        self.binary = binary
+        cmd = [binary, "serve"]
+        if model is not None:
+            cmd += ["--model", model]
+        args = [str(a) for a in args]
+        if with_defaults:
+            defaults = {"--host": "127.0.0.1", "--port": "0", "--threads": "1",
+                        "--drain-delay": "0", "--shutdown-timeout": "20"}
+            for flag, value in defaults.items():
+                if flag not in args:  # the test's own value wins (CLI11 refuses repeats)
+                    cmd += [flag, value]
+        cmd += args
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=clean_env(env))
+        self.lines = []  # raw stdout lines
+        self.events = []  # parsed log objects
+        self.stderr_lines = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self.port = None
+        self._threads = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    # -- log -----------------------------------------------------------------------------------
+    def _read_stdout(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._cond:
+                self.lines.append(line)
+                try:
+                    obj = json.loads(line)
+                    if isinstance(obj, dict):
+                        self.events.append(obj)
+                except ValueError:
+                    pass
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def _read_stderr(self):
+        for raw in self.proc.stderr:
+            with self._cond:
+                self.stderr_lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def event(self, name):
+        with self._cond:
+            for e in self.events:
+                if e.get("event") == name:
+                    return e
+        return None
+
+    def wait_event(self, name, timeout=START_TIMEOUT):
+        """Blocks until a log line with this event appears; fails if the process ends first."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for e in self.events:
+                    if e.get("event") == name:
+                        return e
+                if self._eof:
+                    raise AssertionError("tideserve exited (rc=%s) before logging %r\n%s"
+                                         % (self.proc.poll(), name, self.log_text()))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no %r log line within %.0f s\n%s"
+                                         % (name, timeout, self.log_text()))
+                self._cond.wait(left)
+
+    def log_text(self):
+        with self._cond:
+            return ("--- stdout ---\n" + "\n".join(self.lines[-60:]) + "\n--- stderr ---\n"
+                    + "\n".join(self.stderr_lines[-60:]))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def wait_listening(self):
+        self.port = int(self.wait_event("listening")["port"])
+        return self.port
+
+    def wait_ready(self):
+        if self.port is None:
+            self.wait_listening()
+        self.wait_event("model_loaded")
+        return self
+
+    def start(self):
+        return self.wait_ready()
+
+    def signal(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=60):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("tideserve did not exit within %.0f s\n%s"
+                                 % (timeout, self.log_text()))
+        for t in self._threads:
+            t.join(10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return rc
+
+    def stop(self, timeout=60):
+        """SIGTERM, then the exit code (0 after a clean drain; ASan findings make it non-zero)."""
+        self.signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait_exit()
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def connection(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        """One request on a fresh connection: (status, headers {lowercase: value}, body bytes)."""
+        conn = self.connection(timeout)
+        try:
+            return send(conn, method, path, body, headers)
+        finally:
+            conn.close()
+
+    def post_json(self, path, obj, headers=None):
+        status, hdrs, body = self.request("POST", path, json.dumps(obj), headers)
+        return status, hdrs, parse_json(body)
+
+    def get_json(self, path, headers=None):
+        status, hdrs, body = self.request("GET", path, None, headers)
+        return status, hdrs, parse_json(body)
+
+
+def send(conn, method, path, body=None, headers=None):
+    hdrs = {}
+    if body is not None:
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        hdrs["Content-Type"] = "application/json"
+    if headers:
+        hdrs.update(headers)
+    conn.request(method, path, body=body, headers=hdrs)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+
+
+def parse_json(body):
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise AssertionError("not JSON: %r" % body[:300])
+
+
+# -- numerics -------------------------------------------------------------------------------------
+def norm(v):
+    return math.sqrt(sum(x * x for x in v))
+
+
+def max_abs_diff(a, b):
+    assert len(a) == len(b), (len(a), len(b))
+    return max(abs(x - y) for x, y in zip(a, b))
+
+
+def f32(x):
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def decode_base64_f32(s):
+    raw = base64.b64decode(s, validate=True)
+    assert len(raw) % 4 == 0, len(raw)
+    return list(struct.unpack("<%df" % (len(raw) // 4), raw))
+
+
+def free_port():
+    """A port on which nothing listens (bound then closed; nothing else binds it meanwhile in a
+    hermetic run)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def parse_prometheus(text):
+    """{(name, frozenset(labels.items())): value} from the text exposition format."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        labels = {}
+        if "{" in name_labels:
+            name, _, rest = name_labels.partition("{")
+            rest = rest.rstrip("}")
+            for part in _split_labels(rest):
+                k, _, v = part.partition("=")
+                labels[k] = json.loads(v)
+        else:
+            name = name_labels
+        samples[(name, frozenset(labels.items()))] = float(value)
+    return samples
+
+
+def _split_labels(s):
+    parts, cur, in_str, esc = [], "", False, False
+    for ch in s:
+        if esc:
+            cur += ch
+            esc = False
+        elif ch == "\\":
+            cur += ch
+            esc = True
+        elif ch == '"':
+            cur += ch
+            in_str = not in_str
+        elif ch == "," and not in_str:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur:
+        parts.append(cur)
+    return parts
+
+
+def metric(samples, name, **labels):
+    """The value of one sample (None if absent)."""
+    return samples.get((name, frozenset(labels.items())))
+
+
+def metric_sum(samples, name, **labels):
+    """Sum over the samples of `name` whose labels include `labels`."""
+    total, found = 0.0, False
+    for (n, lbls), v in samples.items():
+        if n == name and all((k, val) in lbls for k, val in labels.items()):
+            total += v
+            found = True
+    return total if found else None
