@@ -28,3 +28,24 @@ TEST(LogTest, ControlCharactersAreEscaped) {
 
 }  // namespace
 }  // namespace tideserve
+
+namespace tideserve {
+namespace {
+
+TEST(LogTest, LevelsParseAndFilter) {
+  LogLevel level = LogLevel::kInfo;
+  EXPECT_TRUE(parse_log_level("debug", level));
+  EXPECT_EQ(level, LogLevel::kDebug);
+  EXPECT_TRUE(parse_log_level("warning", level));
+  EXPECT_EQ(level, LogLevel::kWarning);
+  EXPECT_FALSE(parse_log_level("loud", level));
+  set_log_level(LogLevel::kWarning);
+  EXPECT_FALSE(log_enabled(LogLevel::kInfo));
+  EXPECT_TRUE(log_enabled(LogLevel::kError));
+  set_log_level(LogLevel::kInfo);
+  EXPECT_TRUE(log_enabled(LogLevel::kInfo));
+  EXPECT_FALSE(log_enabled(LogLevel::kDebug));
+}
+
+}  // namespace
+}  // namespace tideserve

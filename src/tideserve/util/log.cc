@@ -1,5 +1,6 @@
 #include "tideserve/util/log.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -36,7 +37,31 @@ std::string utc_timestamp() {
                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
 }
 
+std::atomic<int> min_level{static_cast<int>(LogLevel::kInfo)};
+
 }  // namespace
+
+void set_log_level(LogLevel level) {
+  min_level.store(static_cast<int>(level));
+}
+
+bool log_enabled(LogLevel level) {
+  return static_cast<int>(level) >= min_level.load();
+}
+
+bool parse_log_level(std::string_view name, LogLevel& level) {
+  if (name == "debug")
+    level = LogLevel::kDebug;
+  else if (name == "info")
+    level = LogLevel::kInfo;
+  else if (name == "warning" || name == "warn")
+    level = LogLevel::kWarning;
+  else if (name == "error")
+    level = LogLevel::kError;
+  else
+    return false;
+  return true;
+}
 
 void append_json_string(std::string& out, std::string_view s) {
   out.push_back('"');
@@ -99,6 +124,7 @@ std::string format_log_line(LogLevel level, std::string_view event,
 }
 
 void log_event(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+  if (!log_enabled(level)) return;
   static std::mutex mutex;
   std::string line = format_log_line(level, event, fields);
   std::lock_guard<std::mutex> lock(mutex);

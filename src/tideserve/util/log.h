@@ -27,6 +27,12 @@ struct LogField {
 
 enum class LogLevel { kDebug, kInfo, kWarning, kError };
 
+// Lines below this level are dropped (default kInfo).
+void set_log_level(LogLevel level);
+bool log_enabled(LogLevel level);
+// "debug" | "info" | "warning" | "error"; false for anything else.
+bool parse_log_level(std::string_view name, LogLevel& level);
+
 // Builds the line without writing it (used by tests and by log_event).
 std::string format_log_line(LogLevel level, std::string_view event,
                             std::initializer_list<LogField> fields);
