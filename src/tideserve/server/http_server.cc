@@ -1,0 +1,248 @@
+#include "tideserve/server/http_server.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <mutex>
+#include <optional>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+
+namespace tideserve::server {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+class HttpServer::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+    server_.open_connections_.fetch_add(1);
+  }
+  ~Session() { server_.open_connections_.fetch_sub(1); }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(),
+                   [self = shared_from_this()] { self->wait_for_request(); });
+  }
+
+  // Called through the Responder, from any thread.
+  void send(Response&& response) {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), r = std::move(response)]() mutable {
+                 self->write(std::move(r));
+               });
+  }
+
+  bool cancelled() const { return cancelled_.load(); }
+
+  void on_cancel(std::function<void()> callback) {
+    asio::post(stream_.get_executor(), [self = shared_from_this(), cb = std::move(callback)] {
+      if (self->cancelled_.load()) {
+        cb();
+      } else {
+        self->cancel_callback_ = std::move(cb);
+      }
+    });
+  }
+
+ private:
+  class SessionResponder : public Responder {
+   public:
+    explicit SessionResponder(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+    ~SessionResponder() override {
+      if (!sent_.exchange(true)) {
+        Response r{http::status::internal_server_error, 11};
+        r.set(http::field::content_type, "application/json");
+        r.body() = R"({"error":"internal error: the request was not answered"})";
+        session_->send(std::move(r));
+      }
+    }
+    void send(Response&& response) override {
+      if (!sent_.exchange(true)) session_->send(std::move(response));
+    }
+    bool cancelled() const override { return session_->cancelled(); }
+    void on_cancel(std::function<void()> callback) override {
+      session_->on_cancel(std::move(callback));
+    }
+
+   private:
+    std::shared_ptr<Session> session_;
+    std::atomic<bool> sent_{false};
+  };
+
+  // A keep-alive connection may sit idle for idle_timeout; once the first bytes of a request
+  // arrive, the whole request must arrive within header_timeout.
+  void wait_for_request() {
+    if (buffer_.size() > 0) {
+      read_request();
+      return;
+    }
+    stream_.expires_after(requests_ == 0 ? server_.options_.header_timeout
+                                         : server_.options_.idle_timeout);
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (ec) return self->close();
+                              self->buffer_.commit(n);
+                              self->read_request();
+                            });
+  }
+
+  void read_request() {
+    parser_.emplace();
+    parser_->body_limit(static_cast<uint64_t>(server_.options_.payload_limit));
+    parser_->header_limit(server_.options_.header_limit);
+    stream_.expires_after(server_.options_.header_timeout);
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+        ec == asio::error::eof) {
+      return close();
+    }
+    if (ec) {
+      TransportError error;
+      if (ec == http::error::body_limit) {
+        error = {413, "request body exceeds the payload limit of " +
+                          std::to_string(server_.options_.payload_limit) + " bytes"};
+      } else if (ec == http::error::header_limit) {
+        error = {431, "request headers exceed " + std::to_string(server_.options_.header_limit) +
+                          " bytes"};
+      } else {
+        error = {400, "malformed HTTP request: " + ec.message()};
+      }
+      Response r = server_.error_handler_(error, 11);
+      r.keep_alive(false);
+      server_.active_requests_.fetch_add(1);
+      return write(std::move(r), /*force_close=*/true);
+    }
+    ++requests_;
+    server_.active_requests_.fetch_add(1);
+    stream_.expires_never();
+    Request request = parser_->release();
+    request_keep_alive_ = request.keep_alive();
+    request_version_ = request.version();
+    watch_for_disconnect();
+    server_.handler_(std::move(request), std::make_shared<SessionResponder>(shared_from_this()));
+  }
+
+  // While the answer is pending, notice a client that closes its connection.
+  void watch_for_disconnect() {
+    if (buffer_.size() > 0) return;  // pipelined bytes already here: the client is alive
+    waiting_ = true;
+    stream_.socket().async_wait(
+        tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+          if (ec || !self->waiting_) return;
+          char c;
+          ssize_t n =
+              ::recv(self->stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+          if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            self->cancelled_.store(true);
+            if (self->cancel_callback_) {
+              auto cb = std::move(self->cancel_callback_);
+              self->cancel_callback_ = nullptr;
+              cb();
+            }
+          }
+          // n > 0: the client pipelined its next request; it is alive. Stop watching.
+        });
+  }
+
+  void write(Response&& response, bool force_close = false) {
+    if (waiting_) {
+      waiting_ = false;
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+    }
+    cancel_callback_ = nullptr;
+    const bool keep_alive = !force_close && !cancelled_.load() && request_keep_alive_ &&
+                            server_.keep_alive_.load() &&
+                            requests_ < server_.options_.max_requests_per_connection;
+    response_.emplace(std::move(response));
+    response_->version(request_version_);
+    response_->keep_alive(keep_alive);
+    response_->prepare_payload();
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_write(stream_, *response_,
+                      [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
+                        self->response_.reset();
+                        self->server_.active_requests_.fetch_sub(1);
+                        if (ec || !keep_alive) return self->close();
+                        self->wait_for_request();
+                      });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  HttpServer& server_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<Response> response_;
+  int64_t requests_ = 0;
+  bool request_keep_alive_ = true;
+  unsigned request_version_ = 11;
+  bool waiting_ = false;
+  std::atomic<bool> cancelled_{false};
+  std::function<void()> cancel_callback_;
+};
+
+HttpServer::HttpServer(asio::io_context& io, const HttpOptions& options, Handler handler,
+                       ErrorHandler error_handler)
+    : io_(io),
+      options_(options),
+      handler_(std::move(handler)),
+      error_handler_(std::move(error_handler)),
+      acceptor_(asio::make_strand(io)) {}
+
+HttpServer::~HttpServer() = default;
+
+Status HttpServer::listen() {
+  beast::error_code ec;
+  auto address = asio::ip::make_address(options_.host, ec);
+  if (ec) return invalid_argument("bad listen address '" + options_.host + "'");
+  tcp::endpoint endpoint(address, options_.port);
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return invalid_argument("cannot listen on " + options_.host + ":" +
+                            std::to_string(options_.port) + ": " + ec.message());
+  }
+  bound_port_ = acceptor_.local_endpoint().port();
+  accept_next();
+  return Status::ok();
+}
+
+void HttpServer::accept_next() {
+  acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      std::make_shared<Session>(*this, std::move(socket))->start();
+    }
+    accept_next();
+  });
+}
+
+void HttpServer::close_listener() {
+  asio::post(acceptor_.get_executor(), [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+  });
+}
+
+}  // namespace tideserve::server

@@ -1,0 +1,91 @@
+// The HTTP/1.1 listener (Boost.Beast on Asio IO threads). It owns connections, limits and
+// timeouts; what a request means is the Handler's business. A handler answers asynchronously
+// through a Responder, from any thread; the response is written on the connection's strand.
+#pragma once
+
+#include <utility>  // must precede Asio under C++20 with g++ 12
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http.hpp>
+
+#include "tideserve/util/status.h"
+
+namespace tideserve::server {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+struct HttpOptions {
+  std::string host = "0.0.0.0";
+  uint16_t port = 8000;
+  int64_t payload_limit = 2 * 1024 * 1024;  // body bytes (413 beyond)
+  uint32_t header_limit = 16 * 1024;        // header bytes (431 beyond)
+  std::chrono::seconds header_timeout{10};  // to receive a whole request once it started
+  std::chrono::seconds idle_timeout{60};    // keep-alive connection with no request
+  int64_t max_requests_per_connection = 1000;
+};
+
+// Answers one request exactly once. `cancelled()` turns true when the client closed its
+// connection while the answer was pending.
+class Responder {
+ public:
+  virtual ~Responder() = default;
+  virtual void send(Response&& response) = 0;
+  virtual bool cancelled() const = 0;
+  // Registers a callback run (once, on an IO thread) when the client goes away before send().
+  virtual void on_cancel(std::function<void()> callback) = 0;
+};
+
+// Errors of the transport itself (body too large, bad request line, ...): the server answers
+// them without calling the handler, through this hook so the API layer shapes the JSON body.
+struct TransportError {
+  int status = 400;
+  std::string message;
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<void(Request&& request, std::shared_ptr<Responder> responder)>;
+  using ErrorHandler = std::function<Response(const TransportError& error, unsigned version)>;
+
+  HttpServer(boost::asio::io_context& io, const HttpOptions& options, Handler handler,
+             ErrorHandler error_handler);
+  ~HttpServer();
+
+  // Binds and listens; the bound port is port() (useful with port 0).
+  Status listen();
+  uint16_t port() const { return bound_port_; }
+
+  // From now on responses carry "Connection: close" and keep-alive connections end after their
+  // current request (for a drain behind a load balancer).
+  void stop_keep_alive() { keep_alive_.store(false); }
+  // Stops accepting new connections; open ones finish their current request.
+  void close_listener();
+  // Connections open now, and requests received but not yet fully answered (for drain).
+  int64_t open_connections() const { return open_connections_.load(); }
+  int64_t active_requests() const { return active_requests_.load(); }
+
+ private:
+  class Session;
+  void accept_next();
+
+  boost::asio::io_context& io_;
+  HttpOptions options_;
+  Handler handler_;
+  ErrorHandler error_handler_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  uint16_t bound_port_ = 0;
+  std::atomic<bool> keep_alive_{true};
+  std::atomic<int64_t> open_connections_{0};
+  std::atomic<int64_t> active_requests_{0};
+};
+
+}  // namespace tideserve::server

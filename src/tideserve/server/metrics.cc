@@ -1,0 +1,123 @@
+#include "tideserve/server/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace tideserve::server {
+
+namespace {
+
+// Latency buckets from 0.5 ms to 30 s, about four per decade, fine enough for p50..p99.9.
+prometheus::Histogram::BucketBoundaries latency_buckets() {
+  return {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+          0.05,   0.075, 0.1,   0.15,  0.2,   0.3,    0.5,  0.75,  1.0,  1.5,
+          2.0,    3.0,   5.0,   7.5,   10.0,  15.0,   20.0, 30.0};
+}
+
+prometheus::Histogram::BucketBoundaries powers_of_two(double max) {
+  prometheus::Histogram::BucketBoundaries b;
+  for (double v = 1; v <= max; v *= 2) b.push_back(v);
+  return b;
+}
+
+}  // namespace
+
+Metrics::Metrics(const std::string& version) : registry_(std::make_shared<prometheus::Registry>()) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  requests_ = &BuildCounter()
+                   .Name("tideserve_requests_total")
+                   .Help("HTTP requests answered, by route and status code")
+                   .Register(*registry_);
+  request_duration_ = &BuildHistogram()
+                           .Name("tideserve_request_duration_seconds")
+                           .Help("Time from a request's arrival to its response, by route")
+                           .Register(*registry_);
+  queue_duration_ = &BuildHistogram()
+                         .Name("tideserve_queue_duration_seconds")
+                         .Help("Time a request waited for the engine")
+                         .Register(*registry_)
+                         .Add({}, latency_buckets());
+  inference_duration_ = &BuildHistogram()
+                             .Name("tideserve_inference_duration_seconds")
+                             .Help("Engine time of a request (its batches)")
+                             .Register(*registry_)
+                             .Add({}, latency_buckets());
+  batch_size_ = &BuildHistogram()
+                     .Name("tideserve_batch_size")
+                     .Help("Sequences per engine batch")
+                     .Register(*registry_)
+                     .Add({}, powers_of_two(1024));
+  batch_tokens_ = &BuildHistogram()
+                       .Name("tideserve_batch_tokens")
+                       .Help("Real (unpadded) tokens per engine batch")
+                       .Register(*registry_)
+                       .Add({}, powers_of_two(65536));
+  input_length_ = &BuildHistogram()
+                       .Name("tideserve_input_length_tokens")
+                       .Help("Tokens per input after tokenization")
+                       .Register(*registry_)
+                       .Add({}, powers_of_two(8192));
+  queue_depth_ = &BuildGauge()
+                      .Name("tideserve_queue_depth")
+                      .Help("Inputs waiting for an engine batch")
+                      .Register(*registry_)
+                      .Add({});
+  inflight_ = &BuildGauge()
+                   .Name("tideserve_inflight_requests")
+                   .Help("Inputs admitted and not yet answered")
+                   .Register(*registry_)
+                   .Add({});
+  ready_ = &BuildGauge()
+                .Name("tideserve_ready")
+                .Help("1 when the model is loaded and warm and the server is not draining")
+                .Register(*registry_)
+                .Add({});
+  model_load_ = &BuildGauge()
+                     .Name("tideserve_model_load_duration_seconds")
+                     .Help("Time to load and warm up the model")
+                     .Register(*registry_)
+                     .Add({});
+  rejected_ = &BuildCounter()
+                   .Name("tideserve_rejected_requests_total")
+                   .Help("Requests refused with 429 because the server was at capacity")
+                   .Register(*registry_)
+                   .Add({});
+  cancelled_ = &BuildCounter()
+                    .Name("tideserve_cancelled_requests_total")
+                    .Help("Inputs dropped before compute because their client went away")
+                    .Register(*registry_)
+                    .Add({});
+  BuildGauge()
+      .Name("tideserve_build_info")
+      .Help("Build information; the value is always 1")
+      .Register(*registry_)
+      .Add({{"version", version}})
+      .Set(1.0);
+}
+
+void Metrics::observe_request(std::string_view route, int status_code, double seconds) {
+  const std::string r(route);
+  requests_->Add({{"route", r}, {"code", std::to_string(status_code)}}).Increment();
+  request_duration_->Add({{"route", r}}, latency_buckets()).Observe(seconds);
+}
+
+void Metrics::observe_timings(double queue_seconds, double inference_seconds) {
+  queue_duration_->Observe(queue_seconds);
+  inference_duration_->Observe(inference_seconds);
+}
+
+void Metrics::observe_batch(int64_t sequences, int64_t tokens) {
+  batch_size_->Observe(static_cast<double>(sequences));
+  batch_tokens_->Observe(static_cast<double>(tokens));
+}
+
+void Metrics::observe_input_length(int64_t tokens) {
+  input_length_->Observe(static_cast<double>(tokens));
+}
+
+std::string Metrics::serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace tideserve::server

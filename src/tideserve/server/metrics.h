@@ -1,0 +1,53 @@
+// The Prometheus metrics of the server (prometheus-cpp registry, text exposition on /metrics).
+// Names carry the tideserve_ prefix and their unit.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace tideserve::server {
+
+class Metrics {
+ public:
+  explicit Metrics(const std::string& version);
+
+  // One finished HTTP request on `route` (a route template such as "/v1/embeddings").
+  void observe_request(std::string_view route, int status_code, double seconds);
+  void observe_timings(double queue_seconds, double inference_seconds);
+  void observe_batch(int64_t sequences, int64_t tokens);
+  void observe_input_length(int64_t tokens);
+  void add_rejected() { rejected_->Increment(); }
+  void add_cancelled(int64_t n) { cancelled_->Increment(static_cast<double>(n)); }
+  void set_queue_depth(int64_t n) { queue_depth_->Set(static_cast<double>(n)); }
+  void set_inflight(int64_t n) { inflight_->Set(static_cast<double>(n)); }
+  void set_ready(bool ready) { ready_->Set(ready ? 1.0 : 0.0); }
+  void set_model_load_seconds(double s) { model_load_->Set(s); }
+
+  // The text exposition format (version 0.0.4).
+  std::string serialize() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Histogram>* request_duration_;
+  prometheus::Histogram* queue_duration_;
+  prometheus::Histogram* inference_duration_;
+  prometheus::Histogram* batch_size_;
+  prometheus::Histogram* batch_tokens_;
+  prometheus::Histogram* input_length_;
+  prometheus::Gauge* queue_depth_;
+  prometheus::Gauge* inflight_;
+  prometheus::Gauge* ready_;
+  prometheus::Gauge* model_load_;
+  prometheus::Counter* rejected_;
+  prometheus::Counter* cancelled_;
+};
+
+}  // namespace tideserve::server

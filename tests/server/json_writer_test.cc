@@ -1,0 +1,47 @@
+#include "tideserve/server/json_writer.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace tideserve::server {
+namespace {
+
+TEST(JsonWriterTest, FloatsRoundTripAndNonFiniteIsNull) {
+  std::string out;
+  std::vector<float> v = {0.1f, -2.5f, 1e-8f, 3.0f};
+  append_json_floats(out, v);
+  EXPECT_EQ(out, "[0.1,-2.5,1e-08,3]");
+  out.clear();
+  append_json_float(out, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_EQ(out, "null");
+}
+
+TEST(JsonWriterTest, PythonNestedListMatchesPythonRepr) {
+  // Python: str([[float(np.float32(0.1)), -2.5, 1e-05, 3.0, 1e16]])
+  std::vector<float> v = {0.1f, -2.5f, 1e-5f, 3.0f, 1e16f};
+  EXPECT_EQ(python_nested_list(v),
+            "[[0.10000000149011612, -2.5, 9.999999747378752e-06, 3.0, 1.0000000272564224e+16]]");
+  EXPECT_EQ(python_nested_list({}), "[[]]");
+}
+
+TEST(JsonWriterTest, Base64OfRawBytes) {
+  auto b64 = [](std::string s) {
+    return base64_encode(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+  };
+  EXPECT_EQ(b64(""), "");
+  EXPECT_EQ(b64("f"), "Zg==");
+  EXPECT_EQ(b64("fo"), "Zm8=");
+  EXPECT_EQ(b64("foo"), "Zm9v");
+  EXPECT_EQ(b64("foobar"), "Zm9vYmFy");
+  float one = 1.0f;
+  uint8_t bytes[4];
+  std::memcpy(bytes, &one, 4);
+  EXPECT_EQ(base64_encode(bytes), "AACAPw==");
+}
+
+}  // namespace
+}  // namespace tideserve::server
