@@ -19,6 +19,11 @@ build-asan: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 
+# ThreadSanitizer: only the runtime (scheduler) tests, where the threads are.
+build-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS) --target runtime_test
+
 format:
 	@clang-format -i $(FORMAT_FILES)
 
@@ -27,13 +32,14 @@ format-check: deps
 	  { echo "format-check: run 'make format' to fix the files above" >&2; exit 1; }
 	@echo "format-check: $(words $(FORMAT_FILES)) files formatted"
 
-test: format-check build build-asan
+test: format-check build build-asan build-tsan
 	@tools/setup-test-clients.sh
 	@ctest --preset release -j $(JOBS)
 	@ctest --preset asan -j $(JOBS)
+	@TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/runtime/runtime_test
 
 run: build
-	@build/release/tideserve embed --model $(MODEL) --pooling cls --normalize "tideserve 你好，世界"
+	@build/release/tideserve serve --model $(MODEL)
 
 clean:
 	rm -rf build

@@ -8,10 +8,20 @@ packages=(
   cmake ninja-build g++ make ccache pkg-config clang-format
   # libraries
   libdnnl-dev libutf8proc-dev libsimdjson-dev libfmt-dev libcli11-dev libboost1.74-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   # reference numerics (fixture goldens) and test clients
   python3-torch python3-numpy
+  # serving tests: real HTTP clients, Prometheus' promtool, load generator
+  curl wrk prometheus
+  # deploy checks (tools/validate-deploy, tools/image-test.sh): linters, image build and run
+  # without a Docker engine
+  yamllint shellcheck python3-yaml podman buildah debootstrap runc
 )
+# deploy checks: Debian's kubectl (`kubectl kustomize`), unless another package already owns
+# /usr/bin/kubectl (the two conflict); tools/validate-deploy then unpacks Debian's from its .deb.
+if ! dpkg-query -S /usr/bin/kubectl >/dev/null 2>&1; then
+  packages+=(kubernetes-client)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

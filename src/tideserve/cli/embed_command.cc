@@ -12,6 +12,7 @@
 #include "tideserve/engine/bert_encoder.h"
 #include "tideserve/engine/pooling.h"
 #include "tideserve/model/bert_model.h"
+#include "tideserve/text/tokenizer.h"
 
 namespace tideserve::cli {
 
@@ -23,6 +24,7 @@ struct EmbedArgs {
   bool normalize = false;
   bool ids = false;
   int threads = 0;
+  int64_t max_length = 0;
   std::vector<std::string> inputs;
 };
 
@@ -55,19 +57,34 @@ int run_embed(const EmbedArgs& args) {
   auto encoder = engine::BertEncoder::create(**model, {.threads = args.threads});
   if (!encoder.is_ok()) return fail(encoder.status());
 
-  std::vector<int32_t> input_ids;
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  if (!args.ids) {
+    auto loaded = text::Tokenizer::load(args.model_dir);
+    if (!loaded.is_ok()) return fail(loaded.status());
+    tokenizer = std::move(loaded).value();
+  }
+  const int64_t max_length =
+      args.max_length > 0 ? args.max_length : (*model)->config().max_position_embeddings;
+  std::vector<int32_t> input_ids, type_ids;
   std::vector<int32_t> cu_seqlens = {0};
   for (const std::string& input : args.inputs) {
-    if (!args.ids) {
-      return fail(invalid_argument("text input needs the tokenizer; pass token ids with --ids"));
+    if (args.ids) {
+      auto ids = parse_id_list(input);
+      if (!ids.is_ok()) return fail(ids.status());
+      input_ids.insert(input_ids.end(), ids->begin(), ids->end());
+      type_ids.resize(input_ids.size(), 0);
+    } else {
+      text::EncodeOptions options;
+      options.max_length = static_cast<size_t>(max_length);
+      auto encoding = tokenizer->encode(input, options);
+      if (!encoding.is_ok()) return fail(encoding.status());
+      input_ids.insert(input_ids.end(), encoding->ids.begin(), encoding->ids.end());
+      type_ids.insert(type_ids.end(), encoding->type_ids.begin(), encoding->type_ids.end());
     }
-    auto ids = parse_id_list(input);
-    if (!ids.is_ok()) return fail(ids.status());
-    input_ids.insert(input_ids.end(), ids->begin(), ids->end());
     cu_seqlens.push_back(static_cast<int32_t>(input_ids.size()));
   }
   engine::EncoderOutput output;
-  Status st = (*encoder)->forward({input_ids, {}, cu_seqlens}, output);
+  Status st = (*encoder)->forward({input_ids, type_ids, cu_seqlens}, output);
   if (!st.is_ok()) return fail(st);
   std::vector<float> pooled =
       engine::pool(output.hidden, output.hidden_size, cu_seqlens, *pooling, args.normalize);
@@ -97,6 +114,10 @@ void add_embed_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--normalize", args->normalize, "L2-normalize each embedding");
   cmd->add_flag("--ids", args->ids, "Inputs are comma-separated token id lists, not text");
+  cmd->add_option("--max-length", args->max_length,
+                  "Truncate texts to this many tokens (0 = the model's max_position_embeddings)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Engine threads (0 = all cores)")
       ->envname("TIDESERVE_THREADS")
       ->check(CLI::NonNegativeNumber)

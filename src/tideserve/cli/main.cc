@@ -5,6 +5,8 @@
 #include <CLI/CLI.hpp>
 
 #include "tideserve/cli/embed_command.h"
+#include "tideserve/cli/serve_command.h"
+#include "tideserve/cli/tokenize_command.h"
 
 namespace {
 
@@ -16,7 +18,10 @@ int main(int argc, char** argv) {
   CLI::App app{"tideserve: a model server for transformer encoders (BERT family)", "tideserve"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", kVersion);
+  tideserve::cli::add_serve_command(app);
   tideserve::cli::add_embed_command(app);
+  tideserve::cli::add_tokenize_command(app);
+  tideserve::cli::add_healthcheck_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,202 @@
+#include "tideserve/cli/serve_command.h"
+
+#include <utility>  // before Asio under C++20 with g++ 12
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "tideserve/cli/cli_error.h"
+#include "tideserve/server/serve.h"
+#include "tideserve/util/log.h"
+
+namespace tideserve::cli {
+
+namespace {
+
+struct ServeArgs {
+  server::ServeOptions options;
+  std::string pooling = "cls";
+  std::string log_level = "info";
+};
+
+int run_serve(ServeArgs& args) {
+  auto pooling = engine::parse_pooling(args.pooling);
+  if (!pooling.is_ok()) return fail(pooling.status());
+  args.options.pooling = *pooling;
+  LogLevel level = LogLevel::kInfo;
+  if (!parse_log_level(args.log_level, level)) {
+    return fail(
+        invalid_argument("bad --log-level '" + args.log_level + "' (debug, info, warning, error)"));
+  }
+  set_log_level(level);
+  return server::serve(args.options);
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  server::ServeOptions& o = args->options;
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over HTTP");
+  cmd->add_option("--model", o.model_dir, "Model directory")->envname("MODEL_NAME")->required();
+  cmd->add_option("--model-id", o.model_id, "Model name in APIs (default: directory name)")
+      ->envname("MODEL_ID");
+  cmd->add_option("--model-version", o.model_version, "Model version reported by the APIs")
+      ->envname("MODEL_VERSION")
+      ->capture_default_str();
+  cmd->add_option("--host", o.host, "Listen address")->envname("HOST")->capture_default_str();
+  cmd->add_option("--port", o.port, "Listen port (0: any free port)")
+      ->envname("PORT")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--io-threads", o.io_threads, "HTTP IO threads")
+      ->envname("IO_THREADS")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  cmd->add_option("--threads", o.engine_threads, "Engine threads (0 = all cores)")
+      ->envname("TIDESERVE_THREADS")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--pooling", args->pooling, "Pooling for /embed, /v1/embeddings, /v2 infer")
+      ->envname("POOLING")
+      ->check(CLI::IsMember({"cls", "mean"}))
+      ->capture_default_str();
+  cmd->add_option("--max-concurrent-requests", o.max_concurrent_requests,
+                  "Inputs in flight before 429")
+      ->envname("MAX_CONCURRENT_REQUESTS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-client-batch-size", o.max_client_batch_size, "Inputs per request")
+      ->envname("MAX_CLIENT_BATCH_SIZE")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-input-length", o.max_input_length,
+                  "Tokens per input (0 = the model's max_position_embeddings)")
+      ->envname("MAX_INPUT_LENGTH")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o.max_batch_tokens, "Real tokens per engine batch")
+      ->envname("MAX_BATCH_TOKENS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-requests", o.max_batch_requests, "Inputs per engine batch")
+      ->envname("MAX_BATCH_REQUESTS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--batch-wait-us", o.batch_wait_us, "Wait for more work before a batch (us)")
+      ->envname("BATCH_WAIT_US")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
+      ->capture_default_str();
+  cmd->add_option("--api-key", o.api_key, "Bearer key required on inference routes")
+      ->envname("API_KEY");
+  cmd->add_option("--payload-limit", o.payload_limit, "Request body limit in bytes (413 beyond)")
+      ->envname("PAYLOAD_LIMIT")
+      ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", o.header_timeout_s,
+                  "Seconds to receive a whole request once it started")
+      ->envname("HEADER_TIMEOUT")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", o.idle_timeout_s, "Seconds a keep-alive connection may idle")
+      ->envname("IDLE_TIMEOUT")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  cmd->add_option("--max-requests-per-connection", o.max_requests_per_connection, "Keep-alive cap")
+      ->envname("MAX_REQUESTS_PER_CONNECTION")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--drain-delay", o.drain_delay_s,
+                  "Seconds to keep answering after SIGTERM before closing the listener")
+      ->envname("DRAIN_DELAY")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--shutdown-timeout", o.shutdown_timeout_s,
+                  "Seconds after SIGTERM by which the process exits")
+      ->envname("SHUTDOWN_TIMEOUT")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--log-level", args->log_level, "debug, info, warning or error")
+      ->envname("LOG_LEVEL")
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
+      ->capture_default_str();
+  cmd->callback([args]() { throw CLI::RuntimeError(run_serve(*args)); });
+}
+
+namespace {
+
+// GET `url` (http://host:port/path) with a short timeout; true on 200.
+bool http_get_ok(const std::string& url, std::string& error) {
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  using tcp = boost::asio::ip::tcp;
+  constexpr std::string_view kScheme = "http://";
+  if (url.rfind(kScheme, 0) != 0) {
+    error = "only http:// URLs are supported: " + url;
+    return false;
+  }
+  std::string rest = url.substr(kScheme.size());
+  const size_t slash = rest.find('/');
+  std::string authority = rest.substr(0, slash);
+  std::string target = slash == std::string::npos ? "/" : rest.substr(slash);
+  std::string host = authority, port = "80";
+  if (const size_t colon = authority.rfind(':'); colon != std::string::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  try {
+    boost::asio::io_context io;
+    tcp::resolver resolver(io);
+    beast::tcp_stream stream(io);
+    stream.expires_after(std::chrono::seconds(3));
+    stream.connect(resolver.resolve(host, port));
+    http::request<http::empty_body> request{http::verb::get, target, 11};
+    request.set(http::field::host, authority);
+    request.set(http::field::connection, "close");
+    http::write(stream, request);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> response;
+    http::read(stream, buffer, response);
+    if (response.result_int() != 200) {
+      error = url + " answered " + std::to_string(response.result_int());
+      return false;
+    }
+    return true;
+  } catch (const std::exception& e) {
+    error = url + ": " + e.what();
+    return false;
+  }
+}
+
+}  // namespace
+
+void add_healthcheck_command(CLI::App& app) {
+  auto url = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "healthcheck", "Exit 0 when the server's health URL answers 200, else 1 (for HEALTHCHECK)");
+  cmd->add_option("--url", *url, "Health URL (default http://127.0.0.1:$PORT/health)")
+      ->envname("HEALTHCHECK_URL");
+  cmd->callback([url]() {
+    std::string target = *url;
+    if (target.empty()) {
+      const char* port = std::getenv("PORT");
+      target =
+          std::string("http://127.0.0.1:") + (port != nullptr && *port ? port : "8000") + "/health";
+    }
+    std::string error;
+    if (http_get_ok(target, error)) throw CLI::RuntimeError(0);
+    std::fprintf(stderr, "tideserve: unhealthy: %s\n", error.c_str());
+    throw CLI::RuntimeError(1);
+  });
+}
+
+}  // namespace tideserve::cli
