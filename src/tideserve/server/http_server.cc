@@ -19,10 +19,13 @@ using tcp = boost::asio::ip::tcp;
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
-    server_.open_connections_.fetch_add(1);
+  Session(std::shared_ptr<Shared> shared, tcp::socket socket)
+      : shared_(std::move(shared)), stream_(std::move(socket)) {
+    shared_->open_connections.fetch_add(1);
   }
-  ~Session() { server_.open_connections_.fetch_sub(1); }
+  ~Session() { shared_->open_connections.fetch_sub(1); }
+
+  bool server_closed() const { return shared_->closed.load(); }
 
   void start() {
     asio::dispatch(stream_.get_executor(),
@@ -54,7 +57,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
    public:
     explicit SessionResponder(std::shared_ptr<Session> session) : session_(std::move(session)) {}
     ~SessionResponder() override {
-      if (!sent_.exchange(true)) {
+      if (!sent_.exchange(true) && !session_->server_closed()) {
         Response r{http::status::internal_server_error, 11};
         r.set(http::field::content_type, "application/json");
         r.body() = R"({"error":"internal error: the request was not answered"})";
@@ -81,8 +84,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       read_request();
       return;
     }
-    stream_.expires_after(requests_ == 0 ? server_.options_.header_timeout
-                                         : server_.options_.idle_timeout);
+    stream_.expires_after(requests_ == 0 ? shared_->options.header_timeout
+                                         : shared_->options.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
                               if (ec) return self->close();
@@ -93,9 +96,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   void read_request() {
     parser_.emplace();
-    parser_->body_limit(static_cast<uint64_t>(server_.options_.payload_limit));
-    parser_->header_limit(server_.options_.header_limit);
-    stream_.expires_after(server_.options_.header_timeout);
+    parser_->body_limit(static_cast<uint64_t>(shared_->options.payload_limit));
+    parser_->header_limit(shared_->options.header_limit);
+    stream_.expires_after(shared_->options.header_timeout);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
@@ -111,26 +114,26 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       TransportError error;
       if (ec == http::error::body_limit) {
         error = {413, "request body exceeds the payload limit of " +
-                          std::to_string(server_.options_.payload_limit) + " bytes"};
+                          std::to_string(shared_->options.payload_limit) + " bytes"};
       } else if (ec == http::error::header_limit) {
-        error = {431, "request headers exceed " + std::to_string(server_.options_.header_limit) +
+        error = {431, "request headers exceed " + std::to_string(shared_->options.header_limit) +
                           " bytes"};
       } else {
         error = {400, "malformed HTTP request: " + ec.message()};
       }
-      Response r = server_.error_handler_(error, 11);
+      Response r = shared_->error_handler(error, 11);
       r.keep_alive(false);
-      server_.active_requests_.fetch_add(1);
+      shared_->active_requests.fetch_add(1);
       return write(std::move(r), /*force_close=*/true);
     }
     ++requests_;
-    server_.active_requests_.fetch_add(1);
+    shared_->active_requests.fetch_add(1);
     stream_.expires_never();
     Request request = parser_->release();
     request_keep_alive_ = request.keep_alive();
     request_version_ = request.version();
     watch_for_disconnect();
-    server_.handler_(std::move(request), std::make_shared<SessionResponder>(shared_from_this()));
+    shared_->handler(std::move(request), std::make_shared<SessionResponder>(shared_from_this()));
   }
 
   // While the answer is pending, notice a client that closes its connection.
@@ -163,8 +166,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     }
     cancel_callback_ = nullptr;
     const bool keep_alive = !force_close && !cancelled_.load() && request_keep_alive_ &&
-                            server_.keep_alive_.load() &&
-                            requests_ < server_.options_.max_requests_per_connection;
+                            shared_->keep_alive.load() &&
+                            requests_ < shared_->options.max_requests_per_connection;
     response_.emplace(std::move(response));
     response_->version(request_version_);
     response_->keep_alive(keep_alive);
@@ -173,7 +176,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     http::async_write(stream_, *response_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->response_.reset();
-                        self->server_.active_requests_.fetch_sub(1);
+                        self->shared_->active_requests.fetch_sub(1);
                         if (ec || !keep_alive) return self->close();
                         self->wait_for_request();
                       });
@@ -185,7 +188,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     stream_.socket().close(ignored);
   }
 
-  HttpServer& server_;
+  std::shared_ptr<Shared> shared_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
@@ -200,26 +203,29 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
 HttpServer::HttpServer(asio::io_context& io, const HttpOptions& options, Handler handler,
                        ErrorHandler error_handler)
-    : io_(io),
-      options_(options),
-      handler_(std::move(handler)),
-      error_handler_(std::move(error_handler)),
-      acceptor_(asio::make_strand(io)) {}
+    : io_(io), shared_(std::make_shared<Shared>()), acceptor_(asio::make_strand(io)) {
+  shared_->options = options;
+  shared_->handler = std::move(handler);
+  shared_->error_handler = std::move(error_handler);
+}
 
-HttpServer::~HttpServer() = default;
+HttpServer::~HttpServer() {
+  shared_->closed.store(true);
+}
 
 Status HttpServer::listen() {
   beast::error_code ec;
-  auto address = asio::ip::make_address(options_.host, ec);
-  if (ec) return invalid_argument("bad listen address '" + options_.host + "'");
-  tcp::endpoint endpoint(address, options_.port);
+  const HttpOptions& options = shared_->options;
+  auto address = asio::ip::make_address(options.host, ec);
+  if (ec) return invalid_argument("bad listen address '" + options.host + "'");
+  tcp::endpoint endpoint(address, options.port);
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    return invalid_argument("cannot listen on " + options_.host + ":" +
-                            std::to_string(options_.port) + ": " + ec.message());
+    return invalid_argument("cannot listen on " + options.host + ":" +
+                            std::to_string(options.port) + ": " + ec.message());
   }
   bound_port_ = acceptor_.local_endpoint().port();
   accept_next();
@@ -232,7 +238,7 @@ void HttpServer::accept_next() {
     if (!ec) {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(*this, std::move(socket))->start();
+      std::make_shared<Session>(shared_, std::move(socket))->start();
     }
     accept_next();
   });

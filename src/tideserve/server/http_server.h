@@ -66,26 +66,32 @@ class HttpServer {
 
   // From now on responses carry "Connection: close" and keep-alive connections end after their
   // current request (for a drain behind a load balancer).
-  void stop_keep_alive() { keep_alive_.store(false); }
+  void stop_keep_alive() { shared_->keep_alive.store(false); }
   // Stops accepting new connections; open ones finish their current request.
   void close_listener();
   // Connections open now, and requests received but not yet fully answered (for drain).
-  int64_t open_connections() const { return open_connections_.load(); }
-  int64_t active_requests() const { return active_requests_.load(); }
+  int64_t open_connections() const { return shared_->open_connections.load(); }
+  int64_t active_requests() const { return shared_->active_requests.load(); }
 
  private:
   class Session;
+  // What sessions share with the server; sessions may outlive the HttpServer object while the
+  // io_context tears down, so they hold this, never the server.
+  struct Shared {
+    HttpOptions options;
+    Handler handler;
+    ErrorHandler error_handler;
+    std::atomic<bool> keep_alive{true};
+    std::atomic<bool> closed{false};  // the server is gone: pending responders send nothing
+    std::atomic<int64_t> open_connections{0};
+    std::atomic<int64_t> active_requests{0};
+  };
   void accept_next();
 
   boost::asio::io_context& io_;
-  HttpOptions options_;
-  Handler handler_;
-  ErrorHandler error_handler_;
+  std::shared_ptr<Shared> shared_;
   boost::asio::ip::tcp::acceptor acceptor_;
   uint16_t bound_port_ = 0;
-  std::atomic<bool> keep_alive_{true};
-  std::atomic<int64_t> open_connections_{0};
-  std::atomic<int64_t> active_requests_{0};
 };
 
 }  // namespace tideserve::server
