@@ -26,6 +26,7 @@ for threads in 1 "$threads_all"; do
           --vocab "$MODEL/vocab.txt" --corpus "$CORPUS" --seconds "$SECONDS_PER_RUN")"
   echo "$ours"
   echo "$hf"
+  # shellcheck disable=SC2016  # the single-quoted argument is JavaScript source for node
   node -e '
     const a = JSON.parse(process.argv[1]), b = JSON.parse(process.argv[2]);
     console.log(`threads=${a.threads}: tideserve ${(a.tokens_per_second / 1e6).toFixed(2)} M tokens/s, ` +
