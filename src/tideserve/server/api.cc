@@ -491,19 +491,20 @@ void Api::run_job(const std::shared_ptr<Call>& call, Family family, const ModelH
   for (const runtime::Sequence& seq : sequences) {
     metrics_.observe_input_length(static_cast<int64_t>(seq.ids.size()));
   }
+  const auto num_inputs = static_cast<int64_t>(sequences.size());
   job->inputs = std::move(sequences);
   job->pooling = pooling;
   job->normalize = normalize;
   std::weak_ptr<runtime::Job> weak_job = job;
-  job->on_done = [this, call, family, tokenize_ms, weak_job,
+  job->on_done = [this, call, family, tokenize_ms, weak_job, num_inputs,
                   finish = std::move(finish)](runtime::JobResult&& result) mutable {
     auto job_alive = weak_job.lock();
     const bool cancelled = job_alive != nullptr && job_alive->cancelled.load();
-    boost::asio::post(io_, [this, call, family, tokenize_ms, cancelled, finish = std::move(finish),
-                            result = std::move(result)]() mutable {
+    boost::asio::post(io_, [this, call, family, tokenize_ms, cancelled, num_inputs,
+                            finish = std::move(finish), result = std::move(result)]() mutable {
       if (!result.status.is_ok()) {
         if (cancelled) {
-          metrics_.add_cancelled(1);
+          metrics_.add_cancelled(num_inputs);
           return reply_error(call, family, 499, "client closed the request");
         }
         return reply_status(call, family, result.status);
