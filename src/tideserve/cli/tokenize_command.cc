@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "tideserve/text/tokenizer.h"
+#include "tideserve/util/log.h"
 #include "tideserve/util/status.h"
 
 namespace tideserve::cli {
@@ -23,36 +24,6 @@ struct TokenizeArgs {
   bool no_special_tokens = false;
   std::vector<std::string> texts;
 };
-
-void append_json_string(std::string& out, std::string_view s) {
-  out.push_back('"');
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out.push_back('"');
-}
 
 void append_offsets(std::string& out, const std::vector<text::Offset>& offsets) {
   out.push_back('[');

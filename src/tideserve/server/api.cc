@@ -123,18 +123,22 @@ void Api::set_ready(bool ready, const std::string& reason) {
   metrics_.set_ready(ready);
 }
 
+std::string Api::not_ready_reason() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return not_ready_reason_;
+}
+
+ModelHandle Api::model_snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return model_;
+}
+
 bool Api::check_model(const std::shared_ptr<Call>& call, Family family, ModelHandle& model) const {
   if (!has_model_.load()) {
-    std::string reason;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      reason = not_ready_reason_;
-    }
-    reply_error(call, family, 503, "model not ready: " + reason, "Unhealthy");
+    reply_error(call, family, 503, "model not ready: " + not_ready_reason(), "Unhealthy");
     return false;
   }
-  std::lock_guard<std::mutex> lock(mutex_);
-  model = model_;
+  model = model_snapshot();
   return true;
 }
 
@@ -340,6 +344,16 @@ std::optional<BadRequest> parse_body(const std::string& body, element& out) {
 
 }  // namespace
 
+bool Api::begin_inference(const std::shared_ptr<Call>& call, Family family, int bad_json_status,
+                          ModelHandle& model, simdjson::dom::element& body) const {
+  if (!check_model(call, family, model)) return false;
+  if (auto bad = parse_body(call->request.body(), body)) {
+    reply_error(call, family, bad_json_status > 0 ? bad_json_status : bad->status, bad->message);
+    return false;
+  }
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 void Api::health(const std::shared_ptr<Call>& call) const {
@@ -350,13 +364,8 @@ void Api::health(const std::shared_ptr<Call>& call) const {
     body += "}";
     return reply_json(call, 200, std::move(body));
   }
-  std::string reason;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    reason = not_ready_reason_;
-  }
   body = "{\"status\":\"unhealthy\",\"reason\":";
-  append_json_string(body, reason);
+  append_json_string(body, not_ready_reason());
   body += ",\"model_version\":";
   append_json_string(body, options_.model_version);
   body += "}";
@@ -364,11 +373,7 @@ void Api::health(const std::shared_ptr<Call>& call) const {
 }
 
 void Api::metrics(const std::shared_ptr<Call>& call) const {
-  ModelHandle model;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    model = model_;
-  }
+  const ModelHandle model = model_snapshot();
   if (model.scheduler != nullptr) {
     metrics_.set_queue_depth(model.scheduler->queue_depth());
     metrics_.set_inflight(model.scheduler->inflight_inputs());
@@ -380,11 +385,7 @@ void Api::metrics(const std::shared_ptr<Call>& call) const {
 }
 
 void Api::info(const std::shared_ptr<Call>& call) const {
-  ModelHandle model;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    model = model_;
-  }
+  const ModelHandle model = model_snapshot();
   std::string body = "{\"model_id\":";
   append_json_string(body, options_.model_id);
   body += ",\"model_version\":";
@@ -536,11 +537,8 @@ void Api::run_job(const std::shared_ptr<Call>& call, Family family, const ModelH
 
 void Api::predict(const std::shared_ptr<Call>& call) {
   ModelHandle model;
-  if (!check_model(call, Family::kSeed, model)) return;
   element body;
-  if (auto bad = parse_body(call->request.body(), body)) {
-    return reply_error(call, Family::kSeed, bad->status, bad->message);
-  }
+  if (!begin_inference(call, Family::kSeed, 0, model, body)) return;
   auto text = field(body, "text");
   if (!text) return reply_error(call, Family::kSeed, 422, "missing field 'text'");
   if (text->type() != element_type::STRING) {
@@ -632,11 +630,8 @@ std::optional<BadRequest> read_text_inputs(element body, std::string_view key, i
 
 void Api::embed(const std::shared_ptr<Call>& call) {
   ModelHandle model;
-  if (!check_model(call, Family::kTei, model)) return;
   element body;
-  if (auto bad = parse_body(call->request.body(), body)) {
-    return reply_error(call, Family::kTei, bad->status, bad->message);
-  }
+  if (!begin_inference(call, Family::kTei, 0, model, body)) return;
   std::vector<std::string_view> texts;
   if (auto bad = read_text_inputs(body, "inputs", options_.max_client_batch_size, texts)) {
     return reply_error(call, Family::kTei, bad->status, bad->message);
@@ -680,11 +675,8 @@ void Api::embed(const std::shared_ptr<Call>& call) {
 
 void Api::tokenize(const std::shared_ptr<Call>& call) {
   ModelHandle model;
-  if (!check_model(call, Family::kTei, model)) return;
   element body;
-  if (auto bad = parse_body(call->request.body(), body)) {
-    return reply_error(call, Family::kTei, bad->status, bad->message);
-  }
+  if (!begin_inference(call, Family::kTei, 0, model, body)) return;
   std::vector<std::string_view> texts;
   if (auto bad = read_text_inputs(body, "inputs", options_.max_client_batch_size, texts)) {
     return reply_error(call, Family::kTei, bad->status, bad->message);
@@ -728,11 +720,8 @@ void Api::tokenize(const std::shared_ptr<Call>& call) {
 
 void Api::openai_embeddings(const std::shared_ptr<Call>& call) {
   ModelHandle model;
-  if (!check_model(call, Family::kOpenAi, model)) return;
   element body;
-  if (auto bad = parse_body(call->request.body(), body)) {
-    return reply_error(call, Family::kOpenAi, 400, bad->message);
-  }
+  if (!begin_inference(call, Family::kOpenAi, 400, model, body)) return;
   auto input = field(body, "input");
   if (!input) return reply_error(call, Family::kOpenAi, 400, "missing field 'input'");
   std::vector<Input> inputs;
@@ -854,13 +843,8 @@ void Api::kserve(const std::shared_ptr<Call>& call, const std::string& target) {
   if (target == "/v2/health/live") return reply_json(call, 200, "{\"live\":true}");
   if (target == "/v2/health/ready") {
     if (ready_.load()) return reply_json(call, 200, "{\"ready\":true}");
-    std::string reason;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      reason = not_ready_reason_;
-    }
     std::string out = "{\"ready\":false,\"reason\":";
-    append_json_string(out, reason);
+    append_json_string(out, not_ready_reason());
     out += "}";
     return reply_json(call, 503, std::move(out));
   }
@@ -912,11 +896,7 @@ void Api::kserve(const std::shared_ptr<Call>& call, const std::string& target) {
     if (!check_auth(call, Family::kKServe)) return;
     return kserve_infer(call);
   }
-  ModelHandle model;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    model = model_;
-  }
+  const ModelHandle model = model_snapshot();
   std::string out = "{\"name\":";
   append_json_string(out, name);
   out += ",\"versions\":[";
@@ -931,11 +911,8 @@ void Api::kserve(const std::shared_ptr<Call>& call, const std::string& target) {
 
 void Api::kserve_infer(const std::shared_ptr<Call>& call) {
   ModelHandle model;
-  if (!check_model(call, Family::kKServe, model)) return;
   element body;
-  if (auto bad = parse_body(call->request.body(), body)) {
-    return reply_error(call, Family::kKServe, 400, bad->message);
-  }
+  if (!begin_inference(call, Family::kKServe, 400, model, body)) return;
   auto bad = [&](const std::string& m) { reply_error(call, Family::kKServe, 400, m); };
   auto inputs_field = field(body, "inputs");
   if (!inputs_field || inputs_field->type() != element_type::ARRAY) {

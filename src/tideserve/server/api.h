@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include <simdjson.h>
 #include <boost/asio/io_context.hpp>
 
 #include "tideserve/engine/pooling.h"
@@ -74,6 +75,12 @@ class Api {
                    const std::string& message, const std::string& type = "") const;
   bool check_auth(const std::shared_ptr<Call>& call, Family family) const;
   bool check_model(const std::shared_ptr<Call>& call, Family family, ModelHandle& model) const;
+  // check_model, then parse the JSON body; false when an error was already answered. A
+  // malformed body is answered with `bad_json_status` (0: the parser's own 400/422).
+  bool begin_inference(const std::shared_ptr<Call>& call, Family family, int bad_json_status,
+                       ModelHandle& model, simdjson::dom::element& body) const;
+  std::string not_ready_reason() const;
+  ModelHandle model_snapshot() const;
 
   using Finish = std::function<void(const std::shared_ptr<Call>&, runtime::JobResult&&)>;
   // Tokenizes text inputs (or checks id inputs) against the length limits: kOutOfRange for an
