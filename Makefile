@@ -41,5 +41,10 @@ test: format-check build build-asan build-tsan
 run: build
 	@build/release/tideserve serve --model $(MODEL)
 
+# Engine (vs ONNX Runtime, PyTorch) and end-to-end (vs the FastAPI service) benchmarks; see
+# docs/benchmarks.md. Takes ~20 minutes on 2 cores.
+bench: build
+	@bench/run.sh build/release
+
 clean:
 	rm -rf build

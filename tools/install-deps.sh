@@ -16,6 +16,9 @@ packages=(
   # deploy checks (tools/validate-deploy, tools/image-test.sh): linters, image build and run
   # without a Docker engine
   yamllint shellcheck python3-yaml podman buildah debootstrap runc
+  # benchmarks (bench/): ONNX export for the ONNX Runtime peer, the FastAPI seed service, and
+  # OpenBLAS for PyTorch's GEMMs (Debian's torch otherwise calls the reference netlib BLAS)
+  python3-onnx python3-fastapi python3-uvicorn libopenblas0-pthread
 )
 # deploy checks: Debian's kubectl (`kubectl kustomize`), unless another package already owns
 # /usr/bin/kubectl (the two conflict); tools/validate-deploy then unpacks Debian's from its .deb.

@@ -478,6 +478,26 @@ def write_default_model(out_dir, vocab_path):
     return vocab_size
 
 
+# BERT-base shape as bert-base-chinese has it, for the benchmarks (bench/): generated into the build
+# tree by `--bert-base OUT_DIR`, never committed. F32 weights, no golden; vocab.txt is the bundled
+# model's vocabulary cut to 21128 lines (its first lines hold the special tokens).
+BERT_BASE = dict(name="bert-base-shape-zh", hidden=768, heads=12, layers=12, intermediate=3072,
+                 act="gelu", eps=1e-12, type_vocab=2, max_pos=512, vocab=21128, dtype="F32",
+                 prefix="", pooler=True)
+
+
+def write_bert_base(out_dir):
+    write_model(BERT_BASE, out_dir)
+    with open(os.path.join(REPO, DEFAULT_MODEL_DIR, "vocab.txt"), "r", encoding="utf-8",
+              newline="") as f:
+        lines = f.readlines()[:BERT_BASE["vocab"]]
+    with open(os.path.join(out_dir, "vocab.txt"), "w", encoding="utf-8", newline="") as f:
+        f.writelines(lines)
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8",
+              newline="\n") as f:
+        f.write(json.dumps(TOKENIZER_CONFIG, indent=2) + "\n")
+
+
 def generate(root):
     """Writes every fixture and the default model under `root` (a repo root or a temp dir)."""
     diffs = {}
@@ -579,12 +599,18 @@ def main():
                       help="regenerate every fixture and the default model in place")
     mode.add_argument("--check", action="store_true",
                       help="regenerate into a temp dir and compare with the committed files")
+    mode.add_argument("--bert-base", metavar="OUT_DIR",
+                      help="write a BERT-base-shaped model (random F32 weights) for benchmarks")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
     torch.manual_seed(0)  # nothing should use the global RNG; pin it anyway
     if args.check:
         return check()
+    if args.bert_base:
+        write_bert_base(args.bert_base)
+        print(f"wrote {args.bert_base} (BERT-base shape, F32)")
+        return 0
     t0 = time.monotonic()
     diffs = generate(REPO)
     for name, diff in diffs.items():

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make bench`: the engine benchmark (tideserve vs ONNX Runtime vs PyTorch) and the end-to-end
+# benchmark (tideserve serve vs the FastAPI seed service) on a BERT-base-shaped model with random
+# weights, generated into the build tree on first use.
+#   bench/run.sh [BUILD_DIR]        (default build/release)
+# Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), E2E_DURATION (10 s),
+# E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build/release}
+model=$build/bench/bert-base
+if [ ! -f "$model/model.safetensors" ]; then
+  /usr/bin/python3 tools/make_fixture_model.py --bert-base "$model"
+fi
+bench/peers/setup.sh
+echo "# tideserve benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
+  /usr/bin/python3 bench/engine/run.py --model "$model" --build "$build" \
+    --threads "${BENCH_THREADS:-1,2}" --reps "${BENCH_REPS:-10,5,3}" \
+    --json "$build/bench/engine_results.json"
+fi
+if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
+  tideserve=$build/tideserve
+  [ -x "$tideserve" ] || tideserve=$build/src/tideserve/cli/tideserve
+  /usr/bin/python3 bench/e2e/run.py --model "$model" --tideserve "$tideserve" \
+    --duration "${E2E_DURATION:-10}" --soak "${E2E_SOAK:-120}" --work "$build/bench" \
+    --json "$build/bench/e2e_results.json"
+fi
+echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
