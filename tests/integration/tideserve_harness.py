@@ -117,8 +117,13 @@ class Server:
 
     def log_text(self):
         with self._cond:
+            err = self.stderr_lines
+            if len(err) > 120:  # sanitizer reports: the head names the error, the tail sums up
+                err = err[:80] + ["[... %d lines ...]" % (len(err) - 100)] + err[-20:]
+            # Long C++ frames shortened to their start.
+            err = [line if len(line) < 400 else line[:400] + " [...]" for line in err]
             return ("--- stdout ---\n" + "\n".join(self.lines[-60:]) + "\n--- stderr ---\n"
-                    + "\n".join(self.stderr_lines[-60:]))
+                    + "\n".join(err))
 
     # -- lifecycle ------------------------------------------------------------------------------
     def wait_listening(self):
@@ -150,6 +155,13 @@ class Server:
             t.join(10)
         self.proc.stdout.close()
         self.proc.stderr.close()
+        log_dir = os.environ.get("TIDESERVE_TEST_LOG_DIR")
+        if log_dir:  # whole logs, e.g. for a sanitizer report longer than log_text() shows
+            os.makedirs(log_dir, exist_ok=True)
+            path = os.path.join(log_dir, "tideserve-%d.log" % self.proc.pid)
+            with open(path, "w") as f:
+                f.write("$ %s\nexit %s\n--- stdout ---\n%s\n--- stderr ---\n%s\n" % (
+                    " ".join(self.cmd), rc, "\n".join(self.lines), "\n".join(self.stderr_lines)))
         return rc
 
     def stop(self, timeout=60):
