@@ -29,11 +29,10 @@ import tideserve_harness as th  # noqa: E402
 
 BINARY = None
 TOL = 1e-5
-# HTTP IO threads of the servers under load. 2 is what these tests are meant to run with; it
-# stays 1 until the server no longer leaks a Session/Job/Call cycle when a response is written
-# before the cancel callback is registered (a race that needs two IO threads; LeakSanitizer
-# reports it at exit). TIDESERVE_TEST_IO_THREADS=2 runs them as intended.
-IO_THREADS = int(os.environ.get("TIDESERVE_TEST_IO_THREADS", "1"))
+# HTTP IO threads of the servers under load: two, so that a response can be written on one
+# thread while the request's cancel callback is registered from the other (a race that once
+# leaked a Session/Job/Call cycle; LeakSanitizer reports such a leak at exit).
+IO_THREADS = int(os.environ.get("TIDESERVE_TEST_IO_THREADS", "2"))
 CJK = "你好世界天气很我们今去公园学习中国人大小上下山水火"
 WORDS = "the quick brown fox jumps over lazy dog model server batch token".split()
 

@@ -529,7 +529,9 @@ void Api::run_job(const std::shared_ptr<Call>& call, Family family, const ModelH
     }
     return reply_status(call, family, st);
   }
-  call->responder->on_cancel([job] { job->cancelled.store(true); });
+  call->responder->on_cancel([weak_job] {
+    if (auto j = weak_job.lock()) j->cancelled.store(true);
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

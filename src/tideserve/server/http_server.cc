@@ -22,8 +22,12 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   Session(std::shared_ptr<Shared> shared, tcp::socket socket)
       : shared_(std::move(shared)), stream_(std::move(socket)) {
     shared_->open_connections.fetch_add(1);
+    set_busy(true);  // a new connection is here to send a request: a drain waits for it
   }
-  ~Session() { shared_->open_connections.fetch_sub(1); }
+  ~Session() {
+    set_busy(false);
+    shared_->open_connections.fetch_sub(1);
+  }
 
   bool server_closed() const { return shared_->closed.load(); }
 
@@ -42,20 +46,27 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   bool cancelled() const { return cancelled_.load(); }
 
-  void on_cancel(std::function<void()> callback) {
-    asio::post(stream_.get_executor(), [self = shared_from_this(), cb = std::move(callback)] {
-      if (self->cancelled_.load()) {
-        cb();
-      } else {
-        self->cancel_callback_ = std::move(cb);
-      }
-    });
+  // `request` is the number of the request the callback belongs to; once that request is
+  // answered the callback is dropped (it must not outlive the answer: it holds the job).
+  void on_cancel(int64_t request, std::function<void()> callback) {
+    asio::post(stream_.get_executor(),
+               [self = shared_from_this(), request, cb = std::move(callback)]() mutable {
+                 if (request != self->requests_ || self->answered_) return;
+                 if (self->cancelled_.load()) {
+                   cb();
+                 } else {
+                   self->cancel_callback_ = std::move(cb);
+                 }
+               });
   }
+
+  int64_t request_number() const { return requests_; }
 
  private:
   class SessionResponder : public Responder {
    public:
-    explicit SessionResponder(std::shared_ptr<Session> session) : session_(std::move(session)) {}
+    explicit SessionResponder(std::shared_ptr<Session> session)
+        : session_(std::move(session)), request_(session_->request_number()) {}
     ~SessionResponder() override {
       if (!sent_.exchange(true) && !session_->server_closed()) {
         Response r{http::status::internal_server_error, 11};
@@ -69,18 +80,20 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     }
     bool cancelled() const override { return session_->cancelled(); }
     void on_cancel(std::function<void()> callback) override {
-      session_->on_cancel(std::move(callback));
+      session_->on_cancel(request_, std::move(callback));
     }
 
    private:
     std::shared_ptr<Session> session_;
+    int64_t request_;
     std::atomic<bool> sent_{false};
   };
 
   // A keep-alive connection may sit idle for idle_timeout; once the first bytes of a request
   // arrive, the whole request must arrive within header_timeout.
   void wait_for_request() {
-    if (buffer_.size() > 0) {
+    if (buffer_.size() > 0) {  // pipelined: the next request is already arriving
+      set_busy(true);
       read_request();
       return;
     }
@@ -90,6 +103,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
                               if (ec) return self->close();
                               self->buffer_.commit(n);
+                              self->set_busy(true);
                               self->read_request();
                             });
   }
@@ -123,11 +137,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       }
       Response r = shared_->error_handler(error, 11);
       r.keep_alive(false);
-      shared_->active_requests.fetch_add(1);
       return write(std::move(r), /*force_close=*/true);
     }
     ++requests_;
-    shared_->active_requests.fetch_add(1);
+    answered_ = false;
     stream_.expires_never();
     Request request = parser_->release();
     request_keep_alive_ = request.keep_alive();
@@ -165,6 +178,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       stream_.socket().cancel(ignored);
     }
     cancel_callback_ = nullptr;
+    answered_ = true;
     const bool keep_alive = !force_close && !cancelled_.load() && request_keep_alive_ &&
                             shared_->keep_alive.load() &&
                             requests_ < shared_->options.max_requests_per_connection;
@@ -176,13 +190,21 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     http::async_write(stream_, *response_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->response_.reset();
-                        self->shared_->active_requests.fetch_sub(1);
+                        self->set_busy(false);
                         if (ec || !keep_alive) return self->close();
                         self->wait_for_request();
                       });
   }
 
+  // Busy: a request is on its way in or waiting for its answer (what a drain waits for).
+  void set_busy(bool busy) {
+    if (busy == busy_) return;
+    busy_ = busy;
+    shared_->active_requests.fetch_add(busy ? 1 : -1);
+  }
+
   void close() {
+    set_busy(false);
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.socket().close(ignored);
@@ -197,6 +219,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   bool request_keep_alive_ = true;
   unsigned request_version_ = 11;
   bool waiting_ = false;
+  bool answered_ = false;
+  bool busy_ = false;
   std::atomic<bool> cancelled_{false};
   std::function<void()> cancel_callback_;
 };

@@ -69,7 +69,8 @@ class HttpServer {
   void stop_keep_alive() { shared_->keep_alive.store(false); }
   // Stops accepting new connections; open ones finish their current request.
   void close_listener();
-  // Connections open now, and requests received but not yet fully answered (for drain).
+  // Connections open now, and connections with a request on its way in or not yet fully
+  // answered, new connections included (what a drain waits for).
   int64_t open_connections() const { return shared_->open_connections.load(); }
   int64_t active_requests() const { return shared_->active_requests.load(); }
 

@@ -149,6 +149,9 @@ int serve(const ServeOptions& options) {
                 {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"},
                  {"drain_delay_s", options.drain_delay_s}});
       api.set_ready(false, "shutting down");
+      // From now on every response says Connection: close, so clients reconnect (to another
+      // replica once the endpoint is gone) instead of reusing a connection we will close.
+      http.stop_keep_alive();
       shutdown_requested.set_value();
     }
   });
@@ -201,15 +204,17 @@ int serve(const ServeOptions& options) {
   }
   http.stop_keep_alive();
   http.close_listener();
+  // Every connection that was accepted gets its request read and answered (the scheduler keeps
+  // running meanwhile); idle keep-alive connections are not waited for.
+  while (exit_code == 0 && http.active_requests() > 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const int64_t unanswered = http.active_requests();
   bool drained = true;
   if (loaded.scheduler) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     drained = loaded.scheduler->drain(std::max(left, std::chrono::milliseconds(0)));
   }
-  while (http.active_requests() > 0 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  const int64_t unanswered = http.active_requests();
   signals.cancel();
   io.stop();
   for (std::thread& t : io_threads) t.join();
