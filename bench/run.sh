@@ -3,7 +3,8 @@
 # benchmark (tideserve serve vs the FastAPI seed service) on a BERT-base-shaped model with random
 # weights, generated into the build tree on first use.
 #   bench/run.sh [BUILD_DIR]        (default build/release)
-# Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), E2E_DURATION (10 s),
+# Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), BENCH_SKIP (e.g. c@1:
+# the peers need minutes per padded pass of (c) at 1 thread), E2E_DURATION (10 s),
 # E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ bench/peers/setup.sh
 echo "# tideserve benchmarks, $(date -u +%Y-%m-%d), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
   /usr/bin/python3 bench/engine/run.py --model "$model" --build "$build" \
-    --threads "${BENCH_THREADS:-1,2}" --reps "${BENCH_REPS:-10,5,3}" \
+    --threads "${BENCH_THREADS:-1,2}" --reps "${BENCH_REPS:-10,5,3}" --skip "${BENCH_SKIP:-}" \
     --json "$build/bench/engine_results.json"
 fi
 if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
