@@ -334,7 +334,7 @@ class ContractTest(ServerCase):
         self.assertEqual(info["max_input_length"], MAX_INPUT)
         self.assertEqual(info["max_client_batch_size"], MAX_BATCH)
         self.assertEqual(info["max_concurrent_requests"], 512)
-        self.assertEqual(info["max_batch_tokens"], 16384)
+        self.assertEqual(info["max_batch_tokens"], 2048)
         self.assertEqual(info["max_batch_requests"], 256)
         self.assertIs(info["ready"], True)
         self.assertIsInstance(info["version"], str)

@@ -30,7 +30,7 @@ using Clock = std::chrono::steady_clock;
 
 struct SchedulerOptions {
   int64_t max_concurrent_requests = 512;  // inputs admitted and not yet answered
-  int64_t max_batch_tokens = 16384;       // real tokens per engine batch
+  int64_t max_batch_tokens = 2048;        // real tokens per engine batch
   int64_t max_batch_requests = 256;       // sequences per engine batch
   int64_t batch_wait_us = 0;              // wait this long for more work before a batch
 };

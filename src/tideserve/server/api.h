@@ -32,7 +32,7 @@ struct ApiOptions {
   int64_t max_client_batch_size = 32;
   int64_t max_input_length = 512;  // tokens per input, specials included
   int64_t max_concurrent_requests = 512;
-  int64_t max_batch_tokens = 16384;
+  int64_t max_batch_tokens = 2048;
   int64_t max_batch_requests = 256;
 };
 

@@ -25,8 +25,8 @@ struct ServeOptions {
   engine::Pooling pooling = engine::Pooling::kCls;
   int64_t max_concurrent_requests = 512;
   int64_t max_client_batch_size = 32;
-  int64_t max_input_length = 0;  // 0 = the model's max_position_embeddings
-  int64_t max_batch_tokens = 16384;
+  int64_t max_input_length = 0;     // 0 = the model's max_position_embeddings
+  int64_t max_batch_tokens = 2048;  // see README: a CPU batch should stay short
   int64_t max_batch_requests = 256;
   int64_t batch_wait_us = 0;
   std::string api_key;
