@@ -248,7 +248,9 @@ exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
 }
 python3 -c "import sys; sys.exit(0 if $stop_secs <= 5 else 1)" ||
   fail "podman stop took ${stop_secs} s, want <= 5 s"
-podman logs "$container" 2>&1 | grep -q 'shutting_down' ||
+# (Read the logs whole first: with pipefail, grep -q quitting early can SIGPIPE podman logs.)
+podman logs "$container" >"$work/container.log" 2>&1
+grep -q 'shutting_down' "$work/container.log" ||
   fail "no shutting_down event in the logs: the server did not see the SIGTERM"
 step "podman stop: SIGTERM, exit 0 in ${stop_secs} s"
 
