@@ -631,6 +631,22 @@ class BadInputTest(ServerCase):
             status, hdrs, body = self.curl(method, path, "{}" if method == "POST" else None)
             self.assert_error((status, hdrs, th.parse_json(body)), 404, "plain")
 
+    def test_head_is_get_without_a_body(self):
+        conn = self.server.connection()
+        try:
+            for path in ("/health", "/info", "/metrics"):
+                conn.request("HEAD", path)
+                resp = conn.getresponse()
+                self.assertEqual(resp.status, 200, path)
+                self.assertEqual(resp.read(), b"", path)
+                self.assertGreater(int(resp.getheader("Content-Length")), 0, path)
+            # The connection is still in step: a GET after the HEADs gets its own answer.
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            self.assertEqual(json.loads(resp.read())["status"], "healthy")
+        finally:
+            conn.close()
+
     def test_wrong_method(self):
         cases = (("GET", "/predict", "seed", "POST"), ("PUT", "/predict", "seed", "POST"),
                  ("POST", "/health", "seed", "GET"), ("DELETE", "/embed", "tei", "POST"),

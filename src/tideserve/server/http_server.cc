@@ -145,6 +145,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     Request request = parser_->release();
     request_keep_alive_ = request.keep_alive();
     request_version_ = request.version();
+    request_is_head_ = request.method() == http::verb::head;
     watch_for_disconnect();
     shared_->handler(std::move(request), std::make_shared<SessionResponder>(shared_from_this()));
   }
@@ -185,7 +186,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     response_.emplace(std::move(response));
     response_->version(request_version_);
     response_->keep_alive(keep_alive);
-    response_->prepare_payload();
+    if (request_is_head_) {  // the GET answer's headers, without its body
+      const size_t length = response_->body().size();
+      response_->body().clear();
+      response_->content_length(length);
+    } else {
+      response_->prepare_payload();
+    }
     stream_.expires_after(std::chrono::seconds(30));
     http::async_write(stream_, *response_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
@@ -218,6 +225,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   int64_t requests_ = 0;
   bool request_keep_alive_ = true;
   unsigned request_version_ = 11;
+  bool request_is_head_ = false;
   bool waiting_ = false;
   bool answered_ = false;
   bool busy_ = false;
