@@ -82,5 +82,4 @@ class CancelTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    BINARY = os.path.abspath(sys.argv.pop(1))
-    unittest.main(verbosity=2)
+    sys.exit(h.run_tests(globals(), __doc__))

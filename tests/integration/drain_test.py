@@ -62,5 +62,4 @@ class DrainTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    BINARY = os.path.abspath(sys.argv.pop(1))
-    unittest.main(verbosity=2)
+    sys.exit(h.run_tests(globals(), __doc__))

@@ -934,18 +934,5 @@ class MetricsTest(ServerCase):
         self.assertEqual(after, before + 1)
 
 
-def main():
-    global BINARY
-    if len(sys.argv) < 2:
-        print(__doc__, file=sys.stderr)
-        return 2
-    BINARY = os.path.abspath(sys.argv.pop(1))
-    if not os.path.exists(th.MODEL):
-        print("run from the repository root (%s not found)" % th.MODEL, file=sys.stderr)
-        return 2
-    prog = unittest.main(exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(th.run_tests(globals(), __doc__))

@@ -304,3 +304,19 @@ def metric_sum(samples, name, **labels):
             total += v
             found = True
     return total if found else None
+
+
+def run_tests(module_globals, doc):
+    """The main() of a test script: `script.py PATH_TO_TIDESERVE`, run from the repository root.
+    Sets the script's BINARY and runs its unittest cases; returns the exit code."""
+    import sys
+    import unittest
+    if len(sys.argv) < 2:
+        print(doc, file=sys.stderr)
+        return 2
+    module_globals["BINARY"] = os.path.abspath(sys.argv.pop(1))
+    if not os.path.exists(MODEL):
+        print("run from the repository root (%s not found)" % MODEL, file=sys.stderr)
+        return 2
+    prog = unittest.main(module=module_globals["__name__"], exit=False, verbosity=2)
+    return 0 if prog.result.wasSuccessful() else 1
