@@ -172,12 +172,7 @@ void Api::reply_error(const std::shared_ptr<Call>& call, Family family, int stat
       break;
     case Family::kTei: {
       std::string t = type;
-      if (t.empty()) {
-        t = status == 429                    ? "Overloaded"
-            : status == 413 || status == 422 ? "Validation"
-            : status >= 500                  ? "Backend"
-                                             : "Validation";
-      }
+      if (t.empty()) t = status == 429 ? "Overloaded" : status >= 500 ? "Backend" : "Validation";
       body = "{\"error\":";
       append_json_string(body, message);
       body += ",\"error_type\":";
