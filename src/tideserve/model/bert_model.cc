@@ -78,6 +78,9 @@ class WeightReader {
     if (!status.is_ok()) return error(status.message());
     out.data = values->data();
     converted_.push_back(std::move(values));
+    // The fp32 copy is what every reader uses from now on: the source bytes need not stay in
+    // this process's RSS.
+    file_.mapping().release_pages(t.data, t.nbytes);
     return Status::ok();
   }
 

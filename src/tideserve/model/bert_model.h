@@ -61,6 +61,13 @@ class BertModel {
   DType weights_dtype() const { return weights_dtype_; }  // dtype of the file's weights
   // The mapped weights file; F32 tensors of weights() point into it (tests check zero copy).
   const SafetensorsFile& file() const { return file_; }
+  // For a tensor that is a view into the mapping: drops its pages from this process's RSS
+  // (MappedFile::release_pages; the values stay readable). Used once a layer holds its own
+  // converted copy. Returns the bytes released, 0 for converted tensors.
+  size_t release_pages(const FloatTensor& tensor) const {
+    return file_.mapping().release_pages(tensor.data,
+                                         static_cast<size_t>(tensor.numel()) * sizeof(float));
+  }
 
  private:
   BertModel() = default;

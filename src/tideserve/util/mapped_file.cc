@@ -67,6 +67,21 @@ Result<MappedFile> MappedFile::open(const std::string& path) {
   return file;
 }
 
+size_t MappedFile::release_pages(const void* begin, size_t bytes) const {
+  const auto* p = static_cast<const uint8_t*>(begin);
+  if (data_ == nullptr || p < data_ || bytes > size_ ||
+      p - data_ > static_cast<ptrdiff_t>(size_ - bytes)) {
+    return 0;
+  }
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t last = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+  if (last <= first) return 0;
+  // A private read-only file mapping has no dirty pages, so nothing is lost.
+  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+  return last - first;
+}
+
 Result<std::string> read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {

@@ -25,6 +25,11 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops this process's resident pages that lie wholly inside [begin, begin + bytes) (a range
+  // within the mapping) from its RSS. The bytes stay readable: a later read maps them again from
+  // the page cache or the file. Returns the bytes released (0 for a range outside the mapping).
+  size_t release_pages(const void* begin, size_t bytes) const;
+
  private:
   void reset();
 
