@@ -1,6 +1,7 @@
 // tideserve's side of the engine benchmark (bench/engine/run.py drives it and the peers).
 //
-//   engine_bench --model DIR --threads N --workload FILE --reps R --out FILE
+//   engine_bench --model DIR --threads N [--dtype fp32|bf16|int8] --workload FILE --reps R --out
+//   FILE
 //       runs every batch of the workload file once per repetition (after a warm-up run of the
 //       first batch; the first repetition's output is the one compared),
 //       prints one JSON line {"engine":"tideserve","threads":N,"times_ms":[...]} and writes the
@@ -36,6 +37,7 @@ using Clock = std::chrono::steady_clock;
 using tideserve::engine::BertEncoder;
 using tideserve::engine::EncoderBatch;
 using tideserve::engine::EncoderOutput;
+using tideserve::engine::precision_name;
 
 struct Batch {
   std::vector<int32_t> ids, types, cu_seqlens;
@@ -110,8 +112,11 @@ int run_workload(BertEncoder& encoder, const std::string& workload, int reps,
   std::ofstream(out_path, std::ios::binary)
       .write(reinterpret_cast<const char*>(cls.data()),
              static_cast<std::streamsize>(cls.size() * sizeof(float)));
-  fmt::print("{{\"engine\":\"tideserve\",\"threads\":{},\"matmul_impl\":\"{}\",\"times_ms\":{}}}\n",
-             encoder.threads(), encoder.matmul_impl(), json_list(times));
+  fmt::print(
+      "{{\"engine\":\"tideserve\",\"dtype\":\"{}\",\"threads\":{},\"matmul_impl\":\"{}\","
+      "\"times_ms\":{}}}\n",
+      precision_name(encoder.precision()), encoder.threads(), encoder.matmul_impl(),
+      json_list(times));
   return 0;
 }
 
@@ -202,9 +207,11 @@ int run_layers(BertEncoder& encoder, int64_t m, int reps) {
                             ok ? gemm_flops / total_ms / 1e6 : 0.0, impl);
   }
   fmt::print(
-      "{{\"engine\":\"tideserve\",\"threads\":{},\"tokens\":{},\"layer_ms\":{:.3f},"
-      "\"layer_gemm_gflop\":{:.3f},\"layer_attention_gflop\":{:.3f},\"raw\":{{{}}}}}\n",
-      encoder.threads(), m, layer_ms, gemm_flops / 1e9, attn_flops / 1e9, raw_json);
+      "{{\"engine\":\"tideserve\",\"dtype\":\"{}\",\"threads\":{},\"tokens\":{},"
+      "\"layer_ms\":{:.3f},\"layer_gemm_gflop\":{:.3f},\"layer_attention_gflop\":{:.3f},"
+      "\"raw\":{{{}}}}}\n",
+      precision_name(encoder.precision()), encoder.threads(), m, layer_ms, gemm_flops / 1e9,
+      attn_flops / 1e9, raw_json);
   return 0;
 }
 
@@ -214,13 +221,21 @@ int main(int argc, char** argv) {
   std::string model_dir, workload, out_path;
   int threads = 1, reps = 5;
   int64_t layers_at = 0;
+  tideserve::engine::Precision precision = tideserve::engine::Precision::kF32;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model")
       model_dir = value;
     else if (flag == "--threads")
       threads = std::stoi(value);
-    else if (flag == "--workload")
+    else if (flag == "--dtype") {
+      auto parsed = tideserve::engine::parse_precision(value);
+      if (!parsed) {
+        fmt::print(stderr, "engine_bench: unknown dtype {}\n", value);
+        return 2;
+      }
+      precision = *parsed;
+    } else if (flag == "--workload")
       workload = value;
     else if (flag == "--reps")
       reps = std::stoi(value);
@@ -235,7 +250,7 @@ int main(int argc, char** argv) {
   }
   auto model = tideserve::BertModel::load(model_dir);
   if (!model.is_ok()) check(model.status());
-  auto encoder = BertEncoder::create(**model, {.threads = threads});
+  auto encoder = BertEncoder::create(**model, {.threads = threads, .precision = precision});
   if (!encoder.is_ok()) check(encoder.status());
   if (layers_at > 0) return run_layers(**encoder, layers_at, reps);
   return run_workload(**encoder, workload, reps, out_path);

@@ -49,8 +49,8 @@ class EncoderGoldenTest : public ::testing::TestWithParam<std::string> {
     return {golden_.input_ids, golden_.token_type_ids, golden_.cu_seqlens};
   }
 
-  std::unique_ptr<BertEncoder> make_encoder(int threads) {
-    auto encoder = BertEncoder::create(*model_, {.threads = threads});
+  std::unique_ptr<BertEncoder> make_encoder(int threads, Precision precision = Precision::kF32) {
+    auto encoder = BertEncoder::create(*model_, {.threads = threads, .precision = precision});
     EXPECT_TRUE(encoder.is_ok()) << encoder.status().to_string();
     return encoder.is_ok() ? std::move(encoder).value() : nullptr;
   }
@@ -149,6 +149,61 @@ TEST_P(EncoderGoldenTest, ThreadCountDoesNotChangeTheAnswer) {
   ASSERT_TRUE(one->forward(batch(), a).is_ok());
   ASSERT_TRUE(two->forward(batch(), b).is_ok());
   EXPECT_LE(max_abs_diff(a.hidden.data(), b.hidden.data(), a.hidden.size()), 1e-5);
+}
+
+// The reduced precisions against the same float64 goldens, on the lines: pooled-output
+// cosine >= 0.999 for int8 and >= 0.9999 for bf16, on both poolings and every sequence.
+void expect_pooled_cosine(const EncoderOutput& out, const Golden& golden, double bound,
+                          const std::string& label) {
+  const int64_t h = out.hidden_size;
+  for (Pooling pooling : {Pooling::kCls, Pooling::kMean}) {
+    std::vector<float> pooled = pool(out.hidden, h, golden.cu_seqlens, pooling, false);
+    std::vector<float> expected =
+        read_f32(golden.file, pooling == Pooling::kCls ? "pooled_cls" : "pooled_mean");
+    ASSERT_EQ(pooled.size(), expected.size());
+    double worst = 1.0;
+    for (size_t s = 0; s + 1 < golden.cu_seqlens.size(); ++s) {
+      worst = std::min(worst, cosine(pooled.data() + s * h, expected.data() + s * h, h));
+    }
+    EXPECT_GE(worst, bound) << label << " " << pooling_name(pooling);
+    ::testing::Test::RecordProperty(label + "_" + pooling_name(pooling) + "_min_cosine",
+                                    fmt::format("{:.7f}", worst));
+  }
+}
+
+TEST_P(EncoderGoldenTest, Int8PooledOutputsStayWithinAccuracy) {
+  auto encoder = make_encoder(2, Precision::kInt8);
+  ASSERT_NE(encoder, nullptr);
+  EXPECT_EQ(encoder->precision(), Precision::kInt8);
+  EXPECT_GT(encoder->owned_weight_bytes(), 0u);
+  EncoderOutput out;
+  ASSERT_TRUE(encoder->forward(batch(), out).is_ok());
+  expect_pooled_cosine(out, golden_, 0.999, GetParam() + "_int8");
+  // And the quantized encoder is as batch-invariant as the fp32 one is not required to be:
+  // one activation scale per call means a sequence's answer depends on its batch mates only
+  // through that scale, so a sequence alone stays close to itself inside the batch.
+  const auto& cu = golden_.cu_seqlens;
+  std::span<const int32_t> ids(golden_.input_ids.data(), cu[1]);
+  std::span<const int32_t> types(golden_.token_type_ids.data(), cu[1]);
+  std::vector<int32_t> one_cu = {0, cu[1]};
+  EncoderOutput alone;
+  ASSERT_TRUE(encoder->forward({ids, types, one_cu}, alone).is_ok());
+  std::vector<float> a = pool(alone.hidden, out.hidden_size, one_cu, Pooling::kMean, false);
+  std::vector<float> b = pool(out.hidden, out.hidden_size, cu, Pooling::kMean, false);
+  EXPECT_GE(cosine(a.data(), b.data(), out.hidden_size), 0.999);
+}
+
+TEST_P(EncoderGoldenTest, Bf16PooledOutputsStayWithinAccuracyOrTheCpuSaysNo) {
+  auto encoder = BertEncoder::create(*model_, {.threads = 2, .precision = Precision::kBf16});
+  if (!encoder.is_ok()) {
+    EXPECT_EQ(encoder.status().code(), StatusCode::kFailedPrecondition)
+        << encoder.status().to_string();
+    EXPECT_NE(encoder.status().message().find(cpu_isa_name()), std::string::npos);
+    return;
+  }
+  EncoderOutput out;
+  ASSERT_TRUE((*encoder)->forward(batch(), out).is_ok());
+  expect_pooled_cosine(out, golden_, 0.9999, GetParam() + "_bf16");
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, EncoderGoldenTest, ::testing::ValuesIn(fixture_model_names()),

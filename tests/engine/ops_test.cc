@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tideserve/engine/linear.h"
@@ -64,39 +66,222 @@ double gelu_tanh(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
-class LinearTest : public ::testing::TestWithParam<Epilogue> {};
+// y = epilogue(x W^T + b) in double, rows of width n.
+std::vector<double> linear_reference(const std::vector<float>& x, const std::vector<float>& w,
+                                     const std::vector<float>& b,
+                                     const std::vector<float>& residual, int64_t m, int64_t n,
+                                     int64_t k, Epilogue epilogue) {
+  std::vector<double> y(static_cast<size_t>(m * n));
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < n; ++c) {
+      double acc = b[c];
+      for (int64_t i = 0; i < k; ++i) acc += double{x[r * k + i]} * w[c * k + i];
+      if (epilogue == Epilogue::kGeluErf) acc = gelu_erf(acc);
+      if (epilogue == Epilogue::kGeluTanh) acc = gelu_tanh(acc);
+      if (epilogue == Epilogue::kResidual) acc += residual[r * n + c];
+      y[r * n + c] = acc;
+    }
+  }
+  return y;
+}
 
-TEST_P(LinearTest, MatchesNaiveReferenceForManyRowCounts) {
-  const Epilogue epilogue = GetParam();
+struct LinearCase {
+  Epilogue epilogue;
+  Precision precision;
+};
+
+class LinearTest : public ::testing::TestWithParam<LinearCase> {};
+
+// fp32 holds 1e-4 absolute. int8 is judged relative to the output's spread: per-row 7/8-bit
+// weights and one 8-bit activation scale leave errors of a few per cent of the largest output.
+TEST_P(LinearTest, MatchesDoubleReferenceForManyRowCounts) {
+  const auto [epilogue, precision] = GetParam();
   const int64_t n = 40, k = 24;
   std::vector<float> w = random_vector(n * k, 4, 0.3f), b = random_vector(n, 5);
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   dnnl::stream stream(engine);
-  auto linear = Linear::create(engine, w.data(), b.data(), n, k, epilogue);
+  auto linear = Linear::create(engine, {.weight = w.data(),
+                                        .bias = b.data(),
+                                        .out_features = n,
+                                        .in_features = k,
+                                        .epilogue = epilogue,
+                                        .precision = precision});
   ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
+  EXPECT_EQ((*linear)->precision(), precision);
+  EXPECT_EQ((*linear)->owned_weight_bytes() > 0, precision != Precision::kF32);
+  LinearScratch scratch;
   // One primitive serves every row count (runtime M).
   for (int64_t m : {1, 2, 7, 64, 129}) {
     std::vector<float> x = random_vector(m * k, 6 + static_cast<unsigned>(m));
     std::vector<float> residual = random_vector(m * n, 7);
     std::vector<float> y = epilogue == Epilogue::kResidual ? residual : std::vector<float>(m * n);
-    (*linear)->forward(stream, x.data(), m, y.data());
-    stream.wait();
-    for (int64_t r = 0; r < m; ++r) {
-      for (int64_t c = 0; c < n; ++c) {
-        double acc = b[c];
-        for (int64_t i = 0; i < k; ++i) acc += double{x[r * k + i]} * w[c * k + i];
-        if (epilogue == Epilogue::kGeluErf) acc = gelu_erf(acc);
-        if (epilogue == Epilogue::kGeluTanh) acc = gelu_tanh(acc);
-        if (epilogue == Epilogue::kResidual) acc += residual[r * n + c];
-        ASSERT_NEAR(y[r * n + c], acc, 1e-4) << "m=" << m << " r=" << r << " c=" << c;
-      }
+    (*linear)->forward(stream, x.data(), m, y.data(), scratch);
+    std::vector<double> ref = linear_reference(x, w, b, residual, m, n, k, epilogue);
+    double spread = 0.0;
+    for (double v : ref) spread = std::max(spread, std::fabs(v));
+    const double tolerance = precision == Precision::kF32 ? 1e-4 : 0.03 * spread;
+    double dot = 0.0, yy = 0.0, rr = 0.0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      ASSERT_NEAR(y[i], ref[i], tolerance) << "m=" << m << " index " << i;
+      dot += y[i] * ref[i];
+      yy += double{y[i]} * y[i];
+      rr += ref[i] * ref[i];
     }
+    EXPECT_GE(dot / std::sqrt(yy * rr), precision == Precision::kF32 ? 0.9999999 : 0.999)
+        << "m=" << m;
   }
 }
 
+std::string linear_case_name(const ::testing::TestParamInfo<LinearCase>& info) {
+  static const char* const kEpilogues[] = {"None", "GeluErf", "GeluTanh", "Residual"};
+  return std::string(kEpilogues[static_cast<int>(info.param.epilogue)]) +
+         (info.param.precision == Precision::kF32 ? "F32" : "Int8");
+}
+
 INSTANTIATE_TEST_SUITE_P(Epilogues, LinearTest,
-                         ::testing::Values(Epilogue::kNone, Epilogue::kGeluErf, Epilogue::kGeluTanh,
-                                           Epilogue::kResidual));
+                         ::testing::Values(LinearCase{Epilogue::kNone, Precision::kF32},
+                                           LinearCase{Epilogue::kGeluErf, Precision::kF32},
+                                           LinearCase{Epilogue::kGeluTanh, Precision::kF32},
+                                           LinearCase{Epilogue::kResidual, Precision::kF32},
+                                           LinearCase{Epilogue::kNone, Precision::kInt8},
+                                           LinearCase{Epilogue::kGeluErf, Precision::kInt8},
+                                           LinearCase{Epilogue::kGeluTanh, Precision::kInt8},
+                                           LinearCase{Epilogue::kResidual, Precision::kInt8}),
+                         linear_case_name);
+
+TEST(LinearLayoutTest, OutputStrideWritesAColumnSliceOfAWiderBuffer) {
+  const int64_t n = 8, k = 16, m = 5, stride = 3 * n;
+  std::vector<float> w = random_vector(n * k, 11), b = random_vector(n, 12);
+  std::vector<float> x = random_vector(m * k, 13);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  auto linear = Linear::create(engine, {.weight = w.data(),
+                                        .bias = b.data(),
+                                        .out_features = n,
+                                        .in_features = k,
+                                        .out_stride = stride});
+  ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
+  std::vector<float> out(m * stride, -7.f);
+  LinearScratch scratch;
+  (*linear)->forward(stream, x.data(), m, out.data() + n, scratch);  // the middle slice
+  std::vector<double> ref = linear_reference(x, w, b, {}, m, n, k, Epilogue::kNone);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t c = 0; c < stride; ++c) {
+      const float got = out[r * stride + c];
+      if (c >= n && c < 2 * n) {
+        EXPECT_NEAR(got, ref[r * n + c - n], 1e-4) << r << "," << c;
+      } else {
+        EXPECT_EQ(got, -7.f) << "wrote outside its slice at " << r << "," << c;
+      }
+    }
+  }
+  EXPECT_FALSE(Linear::create(engine, {.weight = w.data(),
+                                       .bias = b.data(),
+                                       .out_features = n,
+                                       .in_features = k,
+                                       .out_stride = n - 1})
+                   .is_ok());
+}
+
+// Without VNNI, x86's u8 x s8 multiply adds pairs of products into a saturating int16: with
+// 8-bit weights 255 * 127 * 2 overflows. The int8 path keeps weights within 63 on such CPUs;
+// this case would come out wrong by orders of magnitude if it did not.
+TEST(LinearInt8Test, ExtremeValuesDoNotSaturate) {
+  const int64_t n = 4, k = 64, m = 3;
+  std::vector<float> w(n * k, 1.f), b(n, 0.f);
+  for (int64_t c = 0; c < k; ++c) w[1 * k + c] = -1.f;  // row 1 at the negative limit
+  // Activations 0 and 2.55 map exactly to u8 0 and 255 (scale 0.01, zero point 0).
+  std::vector<float> x(m * k);
+  for (int64_t i = 0; i < m * k; ++i) x[i] = (i % 3 == 0) ? 0.f : 2.55f;
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  auto linear = Linear::create(engine, {.weight = w.data(),
+                                        .bias = b.data(),
+                                        .out_features = n,
+                                        .in_features = k,
+                                        .precision = Precision::kInt8});
+  ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
+  std::vector<float> y(m * n);
+  LinearScratch scratch;
+  (*linear)->forward(stream, x.data(), m, y.data(), scratch);
+  std::vector<double> ref = linear_reference(x, w, b, {}, m, n, k, Epilogue::kNone);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    EXPECT_NEAR(y[i], ref[i], 1e-3 * std::fabs(ref[i]))
+        << "index " << i << " on " << cpu_isa_name();
+  }
+  EXPECT_TRUE(int8_weight_limit() == 63 || int8_weight_limit() == 127);
+}
+
+// bf16 runs where oneDNN has a bf16 matmul (AVX512_CORE and newer); elsewhere create() must
+// refuse with a message that names the CPU instead of failing later or silently using fp32.
+TEST(LinearBf16Test, RunsWithinBf16AccuracyOrSaysTheCpuCannot) {
+  const int64_t n = 32, k = 48, m = 9;
+  std::vector<float> w = random_vector(n * k, 21, 0.3f), b = random_vector(n, 22);
+  std::vector<float> x = random_vector(m * k, 23);
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  auto linear = Linear::create(engine, {.weight = w.data(),
+                                        .bias = b.data(),
+                                        .out_features = n,
+                                        .in_features = k,
+                                        .precision = Precision::kBf16});
+  if (!linear.is_ok()) {
+    EXPECT_EQ(linear.status().code(), StatusCode::kFailedPrecondition);
+    EXPECT_NE(linear.status().message().find("bfloat16 matmul is not available"), std::string::npos)
+        << linear.status().message();
+    EXPECT_NE(linear.status().message().find(cpu_isa_name()), std::string::npos);
+    return;
+  }
+  std::vector<float> y(m * n);
+  LinearScratch scratch;
+  (*linear)->forward(stream, x.data(), m, y.data(), scratch);
+  std::vector<double> ref = linear_reference(x, w, b, {}, m, n, k, Epilogue::kNone);
+  for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(y[i], ref[i], 0.05) << "index " << i;
+}
+
+TEST(QuantizeTest, RoundTripWithinHalfAStepAndZeroIsExact) {
+  std::vector<float> x = random_vector(1000, 31, 2.f);
+  x[10] = 0.f;
+  std::vector<uint8_t> q(x.size());
+  QuantParams p = quantize_u8(x.data(), static_cast<int64_t>(x.size()), q.data());
+  float lo = *std::min_element(x.begin(), x.end());
+  float hi = *std::max_element(x.begin(), x.end());
+  EXPECT_NEAR(p.scale, (hi - lo) / 255.f, 1e-6);
+  for (size_t i = 0; i < x.size(); ++i) {
+    // Exactly the documented rounding (clamp, half to even), in the SIMD body and the tail.
+    const float v = std::clamp(x[i] / p.scale + static_cast<float>(p.zero_point), 0.f, 255.f);
+    EXPECT_NEAR(q[i], std::nearbyint(v), v - std::floor(v) == 0.5f ? 1 : 0) << i;
+    const float back = p.scale * (static_cast<int32_t>(q[i]) - p.zero_point);
+    // Half a step from rounding, plus the zero point's own rounding.
+    EXPECT_LE(std::fabs(back - x[i]), p.scale * 1.0001f) << i;
+  }
+  EXPECT_EQ(q[10], p.zero_point);
+  // All non-negative: zero point 0 and the largest value at 255.
+  std::vector<float> pos = {0.f, 1.f, 3.f};
+  std::vector<uint8_t> qp(3);
+  QuantParams pp = quantize_u8(pos.data(), 3, qp.data());
+  EXPECT_EQ(pp.zero_point, 0);
+  EXPECT_EQ(qp[2], 255);
+  // Constant zeros and non-finite input do not divide by zero or crash.
+  std::vector<float> zeros(5, 0.f), bad = {1.f, NAN, -INFINITY};
+  std::vector<uint8_t> qz(5), qb(3);
+  EXPECT_EQ(quantize_u8(zeros.data(), 5, qz.data()).scale, 1.f);
+  quantize_u8(bad.data(), 3, qb.data());
+}
+
+TEST(Bf16Test, RoundsToNearestEven) {
+  EXPECT_EQ(to_bf16(1.f), 0x3f80);
+  EXPECT_EQ(to_bf16(-2.f), 0xc000);
+  // 1 + 2^-8 is halfway between bf16 1.0 and 1.0078125: ties go to the even mantissa (1.0).
+  EXPECT_EQ(to_bf16(1.f + 1.f / 256), 0x3f80);
+  // 1 + 3 * 2^-8 is halfway between 1.0078125 (odd) and 1.015625 (even): rounds up.
+  EXPECT_EQ(to_bf16(1.f + 3.f / 256), 0x3f82);
+  EXPECT_EQ(to_bf16(1.f + 1.5f / 256), 0x3f81);
+  EXPECT_EQ(to_bf16(INFINITY), 0x7f80);
+  const uint16_t nan = to_bf16(NAN);
+  EXPECT_EQ(nan & 0x7f80, 0x7f80);
+  EXPECT_NE(nan & 0x007f, 0);
+}
 
 TEST(PoolingTest, ClsMeanAndNormalize) {
   // Two sequences of lengths 2 and 1, hidden size 2.

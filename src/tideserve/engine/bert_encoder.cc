@@ -38,35 +38,42 @@ Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
   // Reorders run on OpenMP too: keep them on the engine's thread count.
   omp_set_num_threads(encoder->threads_);
 
+  encoder->precision_ = options.precision;
   const BertConfig& c = encoder->config_;
   const int64_t h = c.hidden_size;
-  const Activation act = c.hidden_act;
-  std::vector<float> fused_weight(static_cast<size_t>(3 * h * h));
-  std::vector<float> fused_bias(static_cast<size_t>(3 * h));
+  const Epilogue gelu =
+      c.hidden_act == Activation::kGeluErf ? Epilogue::kGeluErf : Epilogue::kGeluTanh;
+  auto make = [&](const FloatTensor& weight, const FloatTensor& bias, Epilogue epilogue,
+                  int64_t out_stride = 0) {
+    auto linear = Linear::create(encoder->engine_, {.weight = weight.data,
+                                                    .bias = bias.data,
+                                                    .out_features = weight.dim(0),
+                                                    .in_features = weight.dim(1),
+                                                    .epilogue = epilogue,
+                                                    .precision = options.precision,
+                                                    .out_stride = out_stride});
+    // A converted layer never reads the model's fp32 weights again: keep them out of RSS.
+    if (linear.is_ok() && (*linear)->owned_weight_bytes() > 0) model.release_pages(weight);
+    return linear;
+  };
   for (const BertLayerWeights& w : model.weights().layers) {
     Layer layer;
-    // Fused QKV: rows [0,H) = query, [H,2H) = key, [2H,3H) = value.
-    const FloatTensor* parts_w[3] = {&w.query_weight, &w.key_weight, &w.value_weight};
-    const FloatTensor* parts_b[3] = {&w.query_bias, &w.key_bias, &w.value_bias};
-    for (int p = 0; p < 3; ++p) {
-      std::memcpy(fused_weight.data() + p * h * h, parts_w[p]->data, sizeof(float) * h * h);
-      std::memcpy(fused_bias.data() + p * h, parts_b[p]->data, sizeof(float) * h);
-    }
-    auto qkv = Linear::create(encoder->engine_, fused_weight.data(), fused_bias.data(), 3 * h, h,
-                              Epilogue::kNone);
-    if (!qkv.is_ok()) return qkv.status();
-    layer.qkv = std::move(qkv).value();
-    auto attn_out = Linear::create(encoder->engine_, w.attention_output_weight.data,
-                                   w.attention_output_bias.data, h, h, Epilogue::kResidual);
+    auto query = make(w.query_weight, w.query_bias, Epilogue::kNone, 3 * h);
+    if (!query.is_ok()) return query.status();
+    layer.query = std::move(query).value();
+    auto key = make(w.key_weight, w.key_bias, Epilogue::kNone, 3 * h);
+    if (!key.is_ok()) return key.status();
+    layer.key = std::move(key).value();
+    auto value = make(w.value_weight, w.value_bias, Epilogue::kNone, 3 * h);
+    if (!value.is_ok()) return value.status();
+    layer.value = std::move(value).value();
+    auto attn_out = make(w.attention_output_weight, w.attention_output_bias, Epilogue::kResidual);
     if (!attn_out.is_ok()) return attn_out.status();
     layer.attn_out = std::move(attn_out).value();
-    auto ffn_up = Linear::create(
-        encoder->engine_, w.intermediate_weight.data, w.intermediate_bias.data, c.intermediate_size,
-        h, act == Activation::kGeluErf ? Epilogue::kGeluErf : Epilogue::kGeluTanh);
+    auto ffn_up = make(w.intermediate_weight, w.intermediate_bias, gelu);
     if (!ffn_up.is_ok()) return ffn_up.status();
     layer.ffn_up = std::move(ffn_up).value();
-    auto ffn_down = Linear::create(encoder->engine_, w.output_weight.data, w.output_bias.data, h,
-                                   c.intermediate_size, Epilogue::kResidual);
+    auto ffn_down = make(w.output_weight, w.output_bias, Epilogue::kResidual);
     if (!ffn_down.is_ok()) return ffn_down.status();
     layer.ffn_down = std::move(ffn_down).value();
     layer.attn_norm_gamma = w.attention_norm_weight.data;
@@ -80,7 +87,18 @@ Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
 }
 
 const char* BertEncoder::matmul_impl() const {
-  return layers_.empty() ? "none" : layers_.front().qkv->impl_name();
+  return layers_.empty() ? "none" : layers_.front().query->impl_name();
+}
+
+size_t BertEncoder::owned_weight_bytes() const {
+  size_t bytes = 0;
+  for (const Layer& layer : layers_) {
+    for (const Linear* linear : {layer.query.get(), layer.key.get(), layer.value.get(),
+                                 layer.attn_out.get(), layer.ffn_up.get(), layer.ffn_down.get()}) {
+      bytes += linear->owned_weight_bytes();
+    }
+  }
+  return bytes;
 }
 
 Status BertEncoder::validate(const EncoderBatch& batch) const {
@@ -193,15 +211,17 @@ Status BertEncoder::forward(const EncoderBatch& batch, EncoderOutput& output, in
   try {
     for (int i = 0; i < num_layers; ++i) {
       const Layer& layer = layers_[i];
-      layer.qkv->forward(stream_, x, tokens, qkv_.data());
-      stream_.wait();
+      LinearScratch& scratch = linear_scratch_;
+      layer.query->forward(stream_, x, tokens, qkv_.data(), scratch);
+      layer.key->forward(stream_, x, tokens, qkv_.data() + h, scratch);
+      layer.value->forward(stream_, x, tokens, qkv_.data() + 2 * h, scratch);
       attention(batch, qkv_.data(), context_.data());
-      layer.attn_out->forward(stream_, context_.data(), tokens, x);  // x += ctx Wo^T + bo
-      stream_.wait();
+      // x += context Wo^T + bo
+      layer.attn_out->forward(stream_, context_.data(), tokens, x, scratch);
       layer_norm(x, layer.attn_norm_gamma, layer.attn_norm_beta, eps, tokens, h, x, threads_);
-      layer.ffn_up->forward(stream_, x, tokens, intermediate_.data());
-      layer.ffn_down->forward(stream_, intermediate_.data(), tokens, x);  // x += f W2^T + b2
-      stream_.wait();
+      layer.ffn_up->forward(stream_, x, tokens, intermediate_.data(), scratch);
+      // x += f W2^T + b2
+      layer.ffn_down->forward(stream_, intermediate_.data(), tokens, x, scratch);
       layer_norm(x, layer.out_norm_gamma, layer.out_norm_beta, eps, tokens, h, x, threads_);
     }
   } catch (const dnnl::error& e) {

@@ -23,6 +23,9 @@ namespace tideserve::engine {
 
 struct EncoderOptions {
   int threads = 0;  // 0 = all cores of the process's CPU set
+  // Precision of the four linear layers of every encoder layer; embeddings, LayerNorm,
+  // attention and pooling stay fp32.
+  Precision precision = Precision::kF32;
 };
 
 // One batch: sequence s owns tokens [cu_seqlens[s], cu_seqlens[s+1]). Positions restart at 0 in
@@ -46,8 +49,9 @@ struct EncoderOutput {
 
 class BertEncoder {
  public:
-  // Prepares the weights (fused QKV, oneDNN layouts) and primitives. `model` must outlive the
-  // encoder (embedding and LayerNorm tables stay views into it).
+  // Prepares the weights and primitives. `model` must outlive the encoder: embedding and
+  // LayerNorm tables, and in fp32 the linear weights too, stay views into it. Returns
+  // kFailedPrecondition when the CPU cannot run `options.precision`.
   static Result<std::unique_ptr<BertEncoder>> create(const BertModel& model,
                                                      const EncoderOptions& options = {});
 
@@ -60,14 +64,18 @@ class BertEncoder {
 
   const BertConfig& config() const { return config_; }
   int threads() const { return threads_; }
+  Precision precision() const { return precision_; }
   const char* matmul_impl() const;
+  // Bytes of converted weights the encoder owns (0 in fp32: the weights are the model's).
+  size_t owned_weight_bytes() const;
 
  private:
   struct Layer {
-    std::unique_ptr<Linear> qkv;       // [3H, H], bias
-    std::unique_ptr<Linear> attn_out;  // [H, H], bias + residual
-    std::unique_ptr<Linear> ffn_up;    // [I, H], bias + GELU
-    std::unique_ptr<Linear> ffn_down;  // [H, I], bias + residual
+    // Q, K and V write column slices [0,H), [H,2H), [2H,3H) of one [tokens, 3H] buffer.
+    std::unique_ptr<Linear> query, key, value;  // [H, H], bias
+    std::unique_ptr<Linear> attn_out;           // [H, H], bias + residual
+    std::unique_ptr<Linear> ffn_up;             // [I, H], bias + GELU
+    std::unique_ptr<Linear> ffn_down;           // [H, I], bias + residual
     const float* attn_norm_gamma = nullptr;
     const float* attn_norm_beta = nullptr;
     const float* out_norm_gamma = nullptr;
@@ -81,6 +89,7 @@ class BertEncoder {
   BertConfig config_;
   const BertWeights* weights_ = nullptr;
   int threads_ = 1;
+  Precision precision_ = Precision::kF32;
   dnnl::engine engine_;
   dnnl::stream stream_;
   std::vector<Layer> layers_;
@@ -88,6 +97,7 @@ class BertEncoder {
   std::vector<float> qkv_;
   std::vector<float> context_;
   std::vector<float> intermediate_;
+  LinearScratch linear_scratch_;
   std::vector<std::vector<float>> scores_;  // one [L, L] scratch per thread
 };
 

@@ -1,7 +1,13 @@
 #include "tideserve/engine/linear.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
+
+#include <fmt/format.h>
+
+#include "tideserve/engine/ops.h"
 
 namespace tideserve::engine {
 
@@ -10,8 +16,9 @@ namespace {
 using dnnl::memory;
 using Tag = dnnl::memory::format_tag;
 using DataType = dnnl::memory::data_type;
+using Isa = dnnl::cpu_isa;
 
-dnnl::primitive_attr make_attr(Epilogue epilogue) {
+dnnl::primitive_attr make_attr(Epilogue epilogue, Precision precision) {
   dnnl::post_ops ops;
   switch (epilogue) {
     case Epilogue::kNone:
@@ -28,65 +35,223 @@ dnnl::primitive_attr make_attr(Epilogue epilogue) {
   }
   dnnl::primitive_attr attr;
   attr.set_post_ops(ops);
+  if (precision == Precision::kInt8) {
+    // dst = scale[n] * (sum_k (x_q - zero_point) w_q + bias[n]), then the post-ops; both the
+    // scales (activation scale x weight row scale) and the zero point change with every call.
+    attr.set_output_scales(1 << 1, {DNNL_RUNTIME_F32_VAL});
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+  }
   return attr;
+}
+
+DataType source_type(Precision precision) {
+  switch (precision) {
+    case Precision::kBf16:
+      return DataType::bf16;
+    case Precision::kInt8:
+      return DataType::u8;
+    case Precision::kF32:
+      break;
+  }
+  return DataType::f32;
+}
+
+DataType weight_type(Precision precision) {
+  switch (precision) {
+    case Precision::kBf16:
+      return DataType::bf16;
+    case Precision::kInt8:
+      return DataType::s8;
+    case Precision::kF32:
+      break;
+  }
+  return DataType::f32;
+}
+
+bool has_vnni(Isa isa) {
+  return isa == Isa::avx512_core_vnni || isa == Isa::avx512_core_bf16 ||
+         isa == Isa::avx512_core_amx;
 }
 
 }  // namespace
 
-Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const float* weight,
-                                               const float* bias, int64_t out_features,
-                                               int64_t in_features, Epilogue epilogue) {
-  if (out_features <= 0 || in_features <= 0) {
-    return invalid_argument("linear layer with empty shape");
+const char* cpu_isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case Isa::sse41:
+      return "sse41";
+    case Isa::avx:
+      return "avx";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::avx2_vnni:
+      return "avx2_vnni";
+    case Isa::avx512_mic:
+      return "avx512_mic";
+    case Isa::avx512_mic_4ops:
+      return "avx512_mic_4ops";
+    case Isa::avx512_core:
+      return "avx512_core";
+    case Isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case Isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case Isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      break;
   }
+  return "unknown";
+}
+
+int int8_weight_limit() {
+  return has_vnni(dnnl::get_effective_cpu_isa()) ? 127 : 63;
+}
+
+Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const LinearSpec& spec) {
+  const int64_t n = spec.out_features;
+  const int64_t k = spec.in_features;
+  if (n <= 0 || k <= 0) return invalid_argument("linear layer with empty shape");
+  if (spec.weight == nullptr || spec.bias == nullptr) {
+    return invalid_argument("linear layer without weight or bias");
+  }
+  const int64_t out_stride = spec.out_stride > 0 ? spec.out_stride : n;
+  if (out_stride < n) return invalid_argument("linear output stride below its width");
   std::unique_ptr<Linear> layer(new Linear());
   layer->engine_ = engine;
-  layer->out_features_ = out_features;
-  layer->in_features_ = in_features;
-  const memory::dim k = in_features;
-  const memory::dim n = out_features;
+  layer->precision_ = spec.precision;
+  layer->out_features_ = n;
+  layer->in_features_ = k;
+  layer->out_stride_ = out_stride;
+  const Precision precision = spec.precision;
+  const DataType src_type = source_type(precision);
+  const DataType wei_type = weight_type(precision);
   const memory::dim runtime_m = DNNL_RUNTIME_DIM_VAL;
-  dnnl::primitive_attr attr = make_attr(epilogue);
+  dnnl::primitive_attr attr = make_attr(spec.epilogue, precision);
+  memory::desc bias_md({1, n}, DataType::f32, Tag::ab);
+  memory::desc src_md({runtime_m, k}, src_type, {k, 1});
+  memory::desc dst_md({runtime_m, n}, DataType::f32, {out_stride, 1});
+  // The weights as the math sees them are [K, N]; the Hugging Face buffer [N, K] row-major is
+  // that matrix in the "ba" layout.
+  memory::desc hf_md({k, n}, wei_type, Tag::ba);
   try {
-    // Weights as the math sees them: [K, N]; the HF buffer [N, K] row-major is that matrix in
-    // the "ba" layout. Ask oneDNN for its preferred layout on a representative shape, then
-    // build the runtime-M primitive on that layout.
-    memory::desc src_probe({128, k}, DataType::f32, Tag::ab);
-    memory::desc dst_probe({128, n}, DataType::f32, Tag::ab);
-    memory::desc weights_any({k, n}, DataType::f32, Tag::any);
-    memory::desc bias_md({1, n}, DataType::f32, Tag::ab);
-    dnnl::matmul::primitive_desc probe(
-        dnnl::matmul::desc(src_probe, weights_any, bias_md, dst_probe), attr, engine);
-    memory::desc weights_md = probe.weights_desc();
-
-    memory::desc src_md({runtime_m, k}, DataType::f32, {k, 1});
-    memory::desc dst_md({runtime_m, n}, DataType::f32, {n, 1});
+    memory::desc weights_md = hf_md;
+    if (precision != Precision::kF32) {
+      // Converted weights are ours: store them in the layout oneDNN prefers for this shape.
+      memory::desc src_probe({128, k}, src_type, Tag::ab);
+      memory::desc dst_probe({128, n}, DataType::f32, Tag::ab);
+      memory::desc weights_any({k, n}, wei_type, Tag::any);
+      dnnl::matmul::primitive_desc probe(
+          dnnl::matmul::desc(src_probe, weights_any, bias_md, dst_probe), attr, engine);
+      weights_md = probe.weights_desc();
+    }
     layer->primitive_desc_ = dnnl::matmul::primitive_desc(
         dnnl::matmul::desc(src_md, weights_md, bias_md, dst_md), attr, engine);
     layer->primitive_ = dnnl::matmul(layer->primitive_desc_);
 
+    layer->bias_ = memory(bias_md, engine);
+    std::memcpy(layer->bias_.get_data_handle(), spec.bias, static_cast<size_t>(n) * sizeof(float));
+    if (precision == Precision::kF32) {
+      layer->weights_ = memory(hf_md, engine, const_cast<float*>(spec.weight));
+      return layer;
+    }
+
+    // Convert into the Hugging Face layout, then reorder into the preferred one.
+    std::vector<uint8_t> converted(static_cast<size_t>(n * k) *
+                                   (precision == Precision::kInt8 ? 1 : 2));
+    if (precision == Precision::kBf16) {
+      convert_to_bf16(spec.weight, n * k, reinterpret_cast<uint16_t*>(converted.data()));
+    } else {
+      const float limit = static_cast<float>(int8_weight_limit());
+      layer->weight_scale_.resize(static_cast<size_t>(n));
+      layer->bias_values_.assign(spec.bias, spec.bias + n);
+      auto* q = reinterpret_cast<int8_t*>(converted.data());
+      for (int64_t row = 0; row < n; ++row) {
+        const float* w = spec.weight + row * k;
+        float amax = 0.f;
+        for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(w[c]));
+        const float scale = amax > 0.f && std::isfinite(amax) ? amax / limit : 1.f;
+        layer->weight_scale_[row] = scale;
+        const float inv = 1.f / scale;
+        for (int64_t c = 0; c < k; ++c) {
+          const float v = std::clamp(std::nearbyint(w[c] * inv), -limit, limit);
+          q[row * k + c] = static_cast<int8_t>(v);
+        }
+      }
+    }
     dnnl::stream stream(engine);
-    memory source({{k, n}, DataType::f32, Tag::ba}, engine, const_cast<float*>(weight));
+    memory source(hf_md, engine, converted.data());
     layer->weights_ = memory(weights_md, engine);
     dnnl::reorder(source, layer->weights_).execute(stream, source, layer->weights_);
-    layer->bias_ = memory(bias_md, engine);
-    std::memcpy(layer->bias_.get_data_handle(), bias, static_cast<size_t>(n) * sizeof(float));
     stream.wait();
+    layer->owns_weights_ = true;
   } catch (const dnnl::error& e) {
-    return internal_error(std::string("oneDNN could not create a matmul primitive: ") + e.what());
+    if (precision == Precision::kBf16 && e.status == dnnl_unimplemented) {
+      return Status(StatusCode::kFailedPrecondition,
+                    fmt::format("bfloat16 matmul is not available on this CPU (oneDNN dispatches "
+                                "{}; bf16 needs avx512_core or newer): use --dtype fp32 or int8",
+                                cpu_isa_name()));
+    }
+    return internal_error(fmt::format("oneDNN could not create a {} matmul primitive: {}",
+                                      precision_name(precision), e.what()));
   }
   return layer;
 }
 
-void Linear::forward(dnnl::stream& stream, const float* in, int64_t rows, float* out) const {
-  memory::desc src_md({rows, in_features_}, DataType::f32, {in_features_, 1});
-  memory::desc dst_md({rows, out_features_}, DataType::f32, {out_features_, 1});
-  memory src(src_md, engine_, const_cast<float*>(in));
+size_t Linear::owned_weight_bytes() const {
+  return owns_weights_ ? weights_.get_desc().get_size() : 0;
+}
+
+void Linear::forward(dnnl::stream& stream, const float* in, int64_t rows, float* out,
+                     LinearScratch& scratch) const {
+  const int64_t k = in_features_;
+  const int64_t n = out_features_;
+  const DataType src_type = source_type(precision_);
+  memory::desc src_md({rows, k}, src_type, {k, 1});
+  memory::desc dst_md({rows, n}, DataType::f32, {out_stride_, 1});
   memory dst(dst_md, engine_, out);
-  primitive_.execute(stream, {{DNNL_ARG_SRC, src},
-                              {DNNL_ARG_WEIGHTS, weights_},
-                              {DNNL_ARG_BIAS, bias_},
-                              {DNNL_ARG_DST, dst}});
+  const size_t count = static_cast<size_t>(rows * k);
+  switch (precision_) {
+    case Precision::kF32: {
+      memory src(src_md, engine_, const_cast<float*>(in));
+      primitive_.execute(stream, {{DNNL_ARG_SRC, src},
+                                  {DNNL_ARG_WEIGHTS, weights_},
+                                  {DNNL_ARG_BIAS, bias_},
+                                  {DNNL_ARG_DST, dst}});
+      break;
+    }
+    case Precision::kBf16: {
+      scratch.source.resize(count * 2);
+      convert_to_bf16(in, rows * k, reinterpret_cast<uint16_t*>(scratch.source.data()));
+      memory src(src_md, engine_, scratch.source.data());
+      primitive_.execute(stream, {{DNNL_ARG_SRC, src},
+                                  {DNNL_ARG_WEIGHTS, weights_},
+                                  {DNNL_ARG_BIAS, bias_},
+                                  {DNNL_ARG_DST, dst}});
+      break;
+    }
+    case Precision::kInt8: {
+      scratch.source.resize(count);
+      QuantParams q = quantize_u8(in, rows * k, scratch.source.data());
+      scratch.scales.resize(static_cast<size_t>(n));
+      scratch.bias.resize(static_cast<size_t>(n));
+      for (int64_t c = 0; c < n; ++c) {
+        scratch.scales[c] = q.scale * weight_scale_[c];
+        scratch.bias[c] = bias_values_[c] / scratch.scales[c];
+      }
+      memory src(src_md, engine_, scratch.source.data());
+      memory scales({{n}, DataType::f32, Tag::a}, engine_, scratch.scales.data());
+      memory bias({{1, n}, DataType::f32, Tag::ab}, engine_, scratch.bias.data());
+      memory zero_point({{1}, DataType::s32, Tag::a}, engine_, &q.zero_point);
+      primitive_.execute(stream, {{DNNL_ARG_SRC, src},
+                                  {DNNL_ARG_WEIGHTS, weights_},
+                                  {DNNL_ARG_BIAS, bias},
+                                  {DNNL_ARG_DST, dst},
+                                  {DNNL_ARG_ATTR_OUTPUT_SCALES, scales},
+                                  {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zero_point}});
+      break;
+    }
+  }
+  stream.wait();
 }
 
 }  // namespace tideserve::engine

@@ -4,16 +4,30 @@
 //
 // The token count M changes with every batch. Creating a primitive per M would cost a JIT
 // compile for every new batch shape, so the primitive is created once with a runtime M
-// (DNNL_RUNTIME_DIM_VAL); bench/engine_bench measures that choice against per-M primitives.
-// The weights are reordered once, at construction, into the layout the primitive prefers.
+// (DNNL_RUNTIME_DIM_VAL); bench/engine/matmul_bench measures that choice against per-M
+// primitives.
+//
+// Precisions (the weights' storage and the GEMM's input type; accumulation and output are fp32):
+//   kF32   the caller's [out, in] weight buffer is used in place (it is the "ba" layout of the
+//          [in, out] matrix; oneDNN's gemm runs it as fast as its own preferred layout here, and
+//          at M=128 with N=3072 twice as fast), so fp32 weights are never copied.
+//   kBf16  weights converted to bfloat16 once; activations converted per call. Needs a CPU on
+//          which oneDNN has a bf16 matmul (AVX512_CORE or newer); create() says so otherwise.
+//   kInt8  weights quantized symmetrically per output row at load (s8), activations
+//          quantized per call to u8 with one dynamic scale and zero point for the whole input
+//          (the asymmetric u8 x s8 GEMM is the fastest integer path on x86). Without VNNI the
+//          x86 u8 x s8 instructions add pairs of products into saturating int16, so weights keep
+//          7 bits (|q| <= 63) on such CPUs and 8 bits on VNNI CPUs.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <utility>  // must precede oneDNN/Asio headers under C++20 with g++ 12
+#include <vector>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "tideserve/engine/precision.h"
 #include "tideserve/util/status.h"
 
 namespace tideserve::engine {
@@ -25,33 +39,65 @@ enum class Epilogue {
   kResidual,  // out = x W^T + b + out
 };
 
+// The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni".
+const char* cpu_isa_name();
+// Largest weight magnitude the int8 path stores on this CPU: 127 with VNNI, 63 without.
+int int8_weight_limit();
+
+struct LinearSpec {
+  const float* weight = nullptr;  // [out_features, in_features] row-major (Hugging Face layout)
+  const float* bias = nullptr;    // [out_features]
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  Epilogue epilogue = Epilogue::kNone;
+  Precision precision = Precision::kF32;
+  // Distance between output rows; 0 = out_features. Lets several layers write column slices
+  // of one wider buffer (Q, K and V into one [tokens, 3H] buffer).
+  int64_t out_stride = 0;
+};
+
+// Per-call buffers of the bf16 and int8 paths (converted activations, per-call scales). One
+// scratch serves any number of layers called one after the other.
+struct LinearScratch {
+  std::vector<uint8_t> source;  // u8 activations or bf16 bit patterns
+  std::vector<float> scales;    // int8: per-output-column scale of this call
+  std::vector<float> bias;      // int8: bias divided by those scales
+};
+
 class Linear {
  public:
-  // `weight` is [out_features, in_features] row-major (the Hugging Face layout), `bias`
-  // [out_features]. Both are copied/reordered here; the caller's buffers may go away after.
-  static Result<std::unique_ptr<Linear>> create(const dnnl::engine& engine, const float* weight,
-                                                const float* bias, int64_t out_features,
-                                                int64_t in_features, Epilogue epilogue);
+  // fp32: `spec.weight` is used in place and must outlive the layer. bf16/int8: the weights are
+  // converted here and the caller's buffer may go away after. The bias is always copied.
+  static Result<std::unique_ptr<Linear>> create(const dnnl::engine& engine, const LinearSpec& spec);
 
-  // out[M, out_features] = epilogue(in[M, in_features] W^T + b). Runs on the calling thread's
-  // OpenMP thread count.
-  void forward(dnnl::stream& stream, const float* in, int64_t rows, float* out) const;
+  // out[M, out_features] (rows out_stride apart) = epilogue(in[M, in_features] W^T + b).
+  // Runs on the calling thread's OpenMP thread count and returns when `out` is written.
+  void forward(dnnl::stream& stream, const float* in, int64_t rows, float* out,
+               LinearScratch& scratch) const;
 
   int64_t out_features() const { return out_features_; }
   int64_t in_features() const { return in_features_; }
+  Precision precision() const { return precision_; }
   // The implementation oneDNN picked (e.g. "gemm:jit"), for logs and benchmarks.
   const char* impl_name() const { return primitive_desc_.impl_info_str(); }
+  // Bytes of weights this layer owns (0 for fp32, whose weights are the caller's).
+  size_t owned_weight_bytes() const;
 
  private:
   Linear() = default;
 
   dnnl::engine engine_;
+  Precision precision_ = Precision::kF32;
   int64_t out_features_ = 0;
   int64_t in_features_ = 0;
+  int64_t out_stride_ = 0;
   dnnl::matmul::primitive_desc primitive_desc_;
   dnnl::matmul primitive_;
   dnnl::memory weights_;
   dnnl::memory bias_;
+  std::vector<float> bias_values_;   // int8: the fp32 bias, rescaled per call
+  std::vector<float> weight_scale_;  // int8: per output row
+  bool owns_weights_ = false;
 };
 
 }  // namespace tideserve::engine

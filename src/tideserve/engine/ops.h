@@ -17,3 +17,19 @@ void softmax_row(float* row, int64_t n, float scale);
 void add_inplace(float* out, const float* in, int64_t n);
 
 }  // namespace tideserve::engine
+
+namespace tideserve::engine {
+
+// Asymmetric dynamic quantization of `n` values to u8 with one scale and zero point:
+// x ~= scale * (q - zero_point). The range always includes 0, so 0 is exact.
+struct QuantParams {
+  float scale = 1.f;
+  int32_t zero_point = 0;
+};
+QuantParams quantize_u8(const float* in, int64_t n, uint8_t* out);
+
+// fp32 -> bfloat16 bit patterns, round to nearest even (NaN stays NaN).
+uint16_t to_bf16(float x);
+void convert_to_bf16(const float* in, int64_t n, uint16_t* out);
+
+}  // namespace tideserve::engine
