@@ -119,6 +119,32 @@ class CliTest(unittest.TestCase):
             norm = math.sqrt(sum(x * x for x in ref))
             self.assertLessEqual(max(abs(a - b / norm) for a, b in zip(row, ref)), 1e-4)
 
+    def cosines(self, rows, expected_flat):
+        h = len(rows[0])
+        out = []
+        for s, row in enumerate(rows):
+            ref = expected_flat[s * h : (s + 1) * h]
+            dot = sum(a * b for a, b in zip(row, ref))
+            out.append(dot / (math.sqrt(sum(a * a for a in row)) * math.sqrt(sum(b * b for b in ref))))
+        return out
+
+    def test_dtype_int8_stays_within_its_accuracy(self):
+        rows = self.embed("--dtype", "int8")
+        self.assertGreaterEqual(min(self.cosines(rows, self.golden["pooled_cls"][1])), 0.999)
+        # Quantized, so not the fp32 answer bit for bit.
+        self.assertGreater(max(abs(a - b) for a, b in zip(rows[0], self.embed()[0])), 0)
+        self.assert_one_line_error(
+            run("embed", "--model", FIXTURE, "--dtype", "fp16", "--ids", "1"), 2, "fp16")
+
+    def test_dtype_bf16_runs_or_names_the_cpu(self):
+        args = ["embed", "--model", FIXTURE, "--ids", "--dtype", "bf16"]
+        result = run(*args, *[",".join(str(i) for i in s) for s in self.sequences])
+        if result.returncode == 0:
+            rows = [json.loads(line) for line in result.stdout.splitlines()]
+            self.assertGreaterEqual(min(self.cosines(rows, self.golden["pooled_cls"][1])), 0.9999)
+        else:
+            self.assert_one_line_error(result, 1, "bfloat16 matmul is not available on this CPU")
+
     def test_model_from_environment(self):
         result = run("embed", "--ids", "1,2,3", env={"MODEL_NAME": FIXTURE})
         self.assertEqual(result.returncode, 0, result.stderr)

@@ -12,6 +12,7 @@ usage: server_test.py PATH_TO_TIDESERVE   (run from the repository root)
 """
 import ast
 import json
+import math
 import os
 import shutil
 import signal
@@ -856,6 +857,57 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
         finally:
             self.assertEqual(server.stop(), 0, server.log_text())
+
+    def embed_cli(self, text, *extra):
+        r = subprocess.run([BINARY, "embed", "--model", th.MODEL, *extra, text],
+                           capture_output=True, text=True, timeout=120, env=th.clean_env())
+        return r
+
+    def test_dtype_int8_from_environment(self):
+        text = "量化以后的向量和原来的方向几乎一样"
+        server = th.Server(BINARY, env={"DTYPE": "int8"})
+        try:
+            server.start()
+            loaded = server.event("model_loaded")
+            self.assertEqual(loaded["dtype"], "int8")
+            self.assertTrue(loaded["cpu_isa"])
+            self.assertEqual(server.get_json("/info")[2]["model_dtype"], "int8")
+            status, _, body = server.post_json("/embed", {"inputs": text, "normalize": False})
+            self.assertEqual(status, 200, body)
+        finally:
+            self.assertEqual(server.stop(), 0, server.log_text())
+        fp32 = self.embed_cli(text)
+        self.assertEqual(fp32.returncode, 0, fp32.stderr)
+        reference = json.loads(fp32.stdout)
+        got = body[0]
+        cos = sum(a * b for a, b in zip(got, reference)) / (
+            math.sqrt(sum(a * a for a in got)) * math.sqrt(sum(b * b for b in reference)))
+        self.assertGreaterEqual(cos, 0.999)
+        self.assertGreater(th.max_abs_diff(got, reference), 0, "int8 gave the fp32 answer")
+        int8 = self.embed_cli(text, "--dtype", "int8")
+        self.assertEqual(int8.returncode, 0, int8.stderr)
+        self.assertLessEqual(th.max_abs_diff(json.loads(int8.stdout), got), 1e-5)
+
+    def test_dtype_bf16_serves_or_refuses_at_load(self):
+        server = th.Server(BINARY, "--dtype", "bf16")
+        try:
+            server.wait_listening()
+            deadline = time.monotonic() + th.START_TIMEOUT
+            while (server.event("model_loaded") is None and server.event("model_load_failed") is None
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            failed = server.event("model_load_failed")
+            if failed is not None:
+                # The CPU has no bf16 matmul: say so, name the instruction set, exit 1.
+                self.assertIn("bfloat16 matmul is not available on this CPU", failed["error"])
+                self.assertEqual(server.wait_exit(60), 1, server.log_text())
+                return
+            server.wait_ready()
+            self.assertEqual(server.get_json("/info")[2]["model_dtype"], "bfloat16")
+            status, _, body = server.post_json("/embed", {"inputs": "bf16"})
+            self.assertEqual(status, 200, body)
+        finally:
+            server.kill()
 
     def test_model_load_failure_exits_one(self):
         server = th.Server(BINARY, model=os.path.join("models", "no-such-model"))

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "tideserve/cli/cli_error.h"
+#include "tideserve/cli/common_options.h"
 #include "tideserve/engine/bert_encoder.h"
 #include "tideserve/engine/pooling.h"
 #include "tideserve/model/bert_model.h"
@@ -24,6 +25,7 @@ struct EmbedArgs {
   bool normalize = false;
   bool ids = false;
   int threads = 0;
+  std::string dtype = "fp32";
   int64_t max_length = 0;
   std::vector<std::string> inputs;
 };
@@ -54,7 +56,8 @@ int run_embed(const EmbedArgs& args) {
   if (!pooling.is_ok()) return fail(pooling.status());
   auto model = BertModel::load(args.model_dir);
   if (!model.is_ok()) return fail(model.status());
-  auto encoder = engine::BertEncoder::create(**model, {.threads = args.threads});
+  auto encoder = engine::BertEncoder::create(
+      **model, {.threads = args.threads, .precision = dtype_precision(args.dtype)});
   if (!encoder.is_ok()) return fail(encoder.status());
 
   std::unique_ptr<text::Tokenizer> tokenizer;
@@ -122,6 +125,7 @@ void add_embed_command(CLI::App& app) {
       ->envname("TIDESERVE_THREADS")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  add_dtype_option(cmd, args->dtype);
   cmd->add_option("inputs", args->inputs, "Texts (or token id lists with --ids)")->required();
   cmd->callback([args]() { throw CLI::RuntimeError(run_embed(*args)); });
 }

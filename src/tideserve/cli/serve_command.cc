@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 
 #include "tideserve/cli/cli_error.h"
+#include "tideserve/cli/common_options.h"
 #include "tideserve/server/serve.h"
 #include "tideserve/util/log.h"
 
@@ -25,6 +26,7 @@ namespace {
 struct ServeArgs {
   server::ServeOptions options;
   std::string pooling = "cls";
+  std::string dtype = "fp32";
   std::string log_level = "info";
 };
 
@@ -32,6 +34,7 @@ int run_serve(ServeArgs& args) {
   auto pooling = engine::parse_pooling(args.pooling);
   if (!pooling.is_ok()) return fail(pooling.status());
   args.options.pooling = *pooling;
+  args.options.precision = dtype_precision(args.dtype);
   LogLevel level = LogLevel::kInfo;
   if (!parse_log_level(args.log_level, level)) {
     return fail(
@@ -66,6 +69,7 @@ void add_serve_command(CLI::App& app) {
       ->envname("TIDESERVE_THREADS")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
+  add_dtype_option(cmd, args->dtype);
   cmd->add_option("--pooling", args->pooling, "Pooling for /embed, /v1/embeddings, /v2 infer")
       ->envname("POOLING")
       ->check(CLI::IsMember({"cls", "mean"}))

@@ -70,7 +70,8 @@ Status load_model(const ServeOptions& options, Metrics& metrics, LoadedModel& lo
                     "length {}",
                     options.max_batch_tokens, max_input_length));
   }
-  auto encoder = engine::BertEncoder::create(*loaded.model, {.threads = options.engine_threads});
+  auto encoder = engine::BertEncoder::create(
+      *loaded.model, {.threads = options.engine_threads, .precision = options.precision});
   if (!encoder.is_ok()) return encoder.status();
   loaded.encoder = std::move(encoder).value();
   loaded.runner = std::make_unique<runtime::EncoderRunner>(*loaded.encoder);
@@ -177,6 +178,7 @@ int serve(const ServeOptions& options) {
     handle.tokenizer = loaded.tokenizer.get();
     handle.scheduler = loaded.scheduler.get();
     handle.hidden_size = loaded.model->config().hidden_size;
+    handle.dtype = engine::precision_name(loaded.encoder->precision());
     handle.vocab_size = loaded.model->config().vocab_size;
     handle.max_position_embeddings = loaded.model->config().max_position_embeddings;
     api.set_max_input_length(max_input_length);
@@ -187,7 +189,9 @@ int serve(const ServeOptions& options) {
                {"model_id", api_options.model_id},
                {"version", options.model_version},
                {"device", "cpu"},
-               {"dtype", "float32"},
+               {"dtype", engine::precision_name(loaded.encoder->precision())},
+               {"cpu_isa", engine::cpu_isa_name()},
+               {"matmul", loaded.encoder->matmul_impl()},
                {"engine_threads", loaded.encoder->threads()},
                {"duration_ms", load_s * 1000.0},
                {"ready_ms", seconds_since(process_start) * 1000.0}});

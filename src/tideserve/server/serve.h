@@ -10,6 +10,7 @@
 #include <string>
 
 #include "tideserve/engine/pooling.h"
+#include "tideserve/engine/precision.h"
 #include "tideserve/util/log.h"
 
 namespace tideserve::server {
@@ -22,6 +23,7 @@ struct ServeOptions {
   int port = 8000;
   int io_threads = 1;
   int engine_threads = 0;  // 0 = all cores
+  engine::Precision precision = engine::Precision::kF32;
   engine::Pooling pooling = engine::Pooling::kCls;
   int64_t max_concurrent_requests = 512;
   int64_t max_client_batch_size = 32;
