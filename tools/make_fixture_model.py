@@ -203,7 +203,12 @@ def make_weights(spec):
     m, h, i = spec["name"], spec["hidden"], spec["intermediate"]
     w = []
 
+    linear_std = spec.get("linear_std")
+
     def add(name, shape, std, mean=0.0):
+        if linear_std is not None and name.endswith(".weight") and len(shape) == 2 \
+                and "embeddings" not in name:
+            std = linear_std
         w.append((name, draw(m, name, shape, std, mean)))
 
     add("embeddings.word_embeddings.weight", (spec["vocab"], h), 0.5)
@@ -481,9 +486,13 @@ def write_default_model(out_dir, vocab_path):
 # BERT-base shape as bert-base-chinese has it, for the benchmarks (bench/): generated into the build
 # tree by `--bert-base OUT_DIR`, never committed. F32 weights, no golden; vocab.txt is the bundled
 # model's vocabulary cut to 21128 lines (its first lines hold the special tokens).
+# Every linear weight has std 0.04 here. The fixtures' per-projection values were chosen for
+# hidden 32; on unit-variance inputs a logit q.k/sqrt(d) has std ~ std_w^2 * hidden, so at hidden
+# 768 the fixtures' 0.12 would give logits with std ~11 (near one-hot attention, which amplifies
+# any perturbation, fp32 rounding included, and which trained models do not show); 0.04 gives ~1.2.
 BERT_BASE = dict(name="bert-base-shape-zh", hidden=768, heads=12, layers=12, intermediate=3072,
                  act="gelu", eps=1e-12, type_vocab=2, max_pos=512, vocab=21128, dtype="F32",
-                 prefix="", pooler=True)
+                 prefix="", pooler=True, linear_std=0.04)
 
 
 def write_bert_base(out_dir):
