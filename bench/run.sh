@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
 model=$build/bench/bert-base
-if [ ! -f "$model/model.safetensors" ]; then
+if [ ! -f "$model/model.safetensors" ] || [ tools/make_fixture_model.py -nt "$model/model.safetensors" ]; then
   /usr/bin/python3 tools/make_fixture_model.py --bert-base "$model"
 fi
 bench/peers/setup.sh

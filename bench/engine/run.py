@@ -16,7 +16,11 @@ table shows the median with the min-max spread and the ratio of medians. Each en
 own process, one after the other, never concurrently. Also: tideserve's per-layer GFLOP/s at
 8 x 128 tokens beside oneDNN's raw matmul at the layer's GEMM shapes, fp32 / bf16 / int8.
 
-    /usr/bin/python3 bench/engine/run.py --model DIR --build DIR [--threads 1,2] [--smoke]
+tideserve also runs every workload in each reduced precision of --dtypes (int8, bf16): its time
+against ONNX Runtime fp32 and against tideserve fp32, and its accuracy against tideserve fp32
+(CLS cosine, max abs diff). A dtype the CPU cannot run (bf16 without AVX512) is reported as such.
+
+    /usr/bin/python3 bench/engine/run.py --model DIR --build DIR [--threads 1,2] [--dtypes int8,bf16] [--smoke]
 
 --smoke (the CTest smoke, ~10 s): one thread, one timed pass, small workloads, and it fails unless
 all three engines ran and agree (cosine >= 0.9999).
@@ -94,9 +98,15 @@ def peer_env(threads):
     return env
 
 
+class Unsupported(Exception):
+    """tideserve refused a dtype this CPU cannot run."""
+
+
 def run_json(cmd, env=None, cwd=None):
     t0 = time.monotonic()
     p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=3600)
+    if p.returncode != 0 and "not available on this CPU" in p.stderr:
+        raise Unsupported(p.stderr.strip().splitlines()[-1])
     if p.returncode != 0:
         sys.exit(f"bench: {' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
     line = [l for l in p.stdout.splitlines() if l.startswith("{")][-1]
@@ -127,6 +137,7 @@ def main():
     ap.add_argument("--work", help="scratch dir (default BUILD/bench/engine/work)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--skip", default="", help="workload@threads pairs to leave out, e.g. c@1")
+    ap.add_argument("--dtypes", default="int8,bf16", help="reduced precisions to run besides fp32")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     args.model, args.build = os.path.abspath(args.model), os.path.abspath(args.build)
@@ -149,6 +160,8 @@ def main():
     for name, batches in workloads.items():
         write_workload(os.path.join(work, f"{name}.i32"), batches)
 
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    unsupported = {}
     results = []
     for n in threads:
         for name, batches in workloads.items():
@@ -173,15 +186,30 @@ def main():
                                     env=peer_env(n), cwd=PEERS)
             row["vs_ort"] = compare(out["ours"], out["ort"], hidden)
             row["vs_torch"] = compare(out["ours"], out["torch"], hidden)
+            row["dtypes"] = {}
+            for dtype in dtypes:
+                if dtype in unsupported:
+                    continue
+                path = os.path.join(work, f"ours_{dtype}_{name}_{n}.f32")
+                try:
+                    r = run_json([bench_bin, "--model", args.model, "--threads", str(n),
+                                  "--dtype", dtype, "--workload", wl, "--reps", str(reps[name]),
+                                  "--out", path], env=env)
+                except Unsupported as e:
+                    unsupported[dtype] = str(e)
+                    continue
+                r["vs_fp32"] = compare(out["ours"], path, hidden)
+                row["dtypes"][dtype] = r
             results.append(row)
             print(f"  ran ({name}) at {n} thread(s)", file=sys.stderr, flush=True)
 
     layers = []
     for n in threads:
-        layers.append(run_json([bench_bin, "--model", args.model, "--threads", str(n),
-                                "--layers-at", "256" if args.smoke else "1024",
-                                "--reps", "1" if args.smoke else "5"],
-                               env=dict(os.environ, OMP_NUM_THREADS=str(n))))
+        for dtype in ["fp32"] + [d for d in dtypes if d not in unsupported]:
+            layers.append(run_json([bench_bin, "--model", args.model, "--threads", str(n),
+                                    "--dtype", dtype, "--layers-at", "256" if args.smoke else "1024",
+                                    "--reps", "1" if args.smoke else "5"],
+                                   env=dict(os.environ, OMP_NUM_THREADS=str(n))))
 
     print("\n### Engine: tideserve vs ONNX Runtime vs PyTorch (fp32)\n")
     print("| workload | threads | tideserve ms | ONNX Runtime ms | PyTorch ms | vs ORT | vs PyTorch "
@@ -202,10 +230,27 @@ def main():
     print("\n(ms: median (min-max) of the timed passes over the whole workload; vs X: X's median / "
           "ours, > 1 means tideserve is faster)")
 
-    print("\n### Layer GFLOP/s vs oneDNN raw matmul (fp32 engine; raw bf16/int8 for reference)\n")
-    print("| threads | tokens | layer ms | layer GFLOP/s (GEMM+attn) | GEMM-only GFLOP/s "
-          "| raw f32 matmul GFLOP/s | layer GEMM / raw f32 | raw bf16 | raw int8 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    if dtypes:
+        print("\n### tideserve in reduced precision (same workloads, same run)\n")
+        print("| workload | threads | dtype | tideserve ms | vs ORT fp32 | vs tideserve fp32 "
+              "| max abs diff vs fp32 | min CLS cosine vs fp32 |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in results:
+            med_ours = statistics.median(r["ours"]["times_ms"])
+            med_ort = statistics.median(r["ort"]["times_ms"])
+            for dtype, d in r["dtypes"].items():
+                med = statistics.median(d["times_ms"])
+                print(f"| ({r['workload']}) | {r['threads']} | {dtype} | {fmt_ms(d['times_ms'])} "
+                      f"| {med_ort / med:.2f}x | {med_ours / med:.2f}x | {d['vs_fp32'][0]:.1e} "
+                      f"| {d['vs_fp32'][1]:.5f} |")
+        for dtype, why in unsupported.items():
+            print(f"\n{dtype}: not run on this CPU ({why})")
+
+    print("\n### Layer GFLOP/s vs oneDNN raw matmul at the same shapes\n")
+    print("| threads | dtype | tokens | layer ms | layer GFLOP/s (GEMM+attn) | GEMM-only GFLOP/s "
+          "| raw matmul GFLOP/s, same dtype | layer GEMM / raw | raw f32 | raw bf16 | raw int8 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    raw_key = {"float32": "f32", "bfloat16": "bf16", "int8": "int8"}
     for l in layers:
         raw = l["raw"]
         gemm_rate = l["layer_gemm_gflop"] / l["layer_ms"] * 1e3
@@ -214,17 +259,25 @@ def main():
         def raw_cell(v):
             return f"{v['gflops']:.1f} ({v['impl']})" if v["ms"] > 0 else f"n/a ({v['impl'][:60]})"
 
-        print(f"| {l['threads']} | {l['tokens']} | {l['layer_ms']:.2f} | {total_rate:.1f} "
-              f"| {gemm_rate:.1f} | {raw_cell(raw['f32'])} "
-              f"| {gemm_rate / raw['f32']['gflops'] * 100 if raw['f32']['gflops'] else 0:.0f}% "
-              f"| {raw_cell(raw['bf16'])} | {raw_cell(raw['int8'])} |")
-    print("\n(GEMM-only: the layer's four GEMM FLOPs over the whole layer time, attention, "
-          "LayerNorm and embeddings' share included in the time, so it is a lower bound)")
+        same = raw[raw_key[l["dtype"]]]
+        print(f"| {l['threads']} | {l['dtype']} | {l['tokens']} | {l['layer_ms']:.2f} "
+              f"| {total_rate:.1f} | {gemm_rate:.1f} | {same['gflops']:.1f} "
+              f"| {gemm_rate / same['gflops'] * 100 if same['gflops'] else 0:.0f}% "
+              f"| {raw_cell(raw['f32'])} | {raw_cell(raw['bf16'])} | {raw_cell(raw['int8'])} |")
+    print("\n(GEMM-only: the layer's GEMM FLOPs (int8: operations) over the whole layer time, "
+          "attention, LayerNorm, quantization and embeddings' share included in the time, so it is "
+          "a lower bound; raw: oneDNN matmul at fixed M in its preferred weight layout, no epilogue)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"results": results, "layers": layers}, f, indent=1)
     if worst < (0.9999 if args.smoke else 0.999):
         sys.exit(f"bench: outputs disagree (lowest cosine {worst:.6f})")
+    # A reduced precision that drifts far from fp32 is a bug, not a quantization error.
+    for r in results:
+        for dtype, d in r["dtypes"].items():
+            if d["vs_fp32"][1] < 0.98:
+                sys.exit(f"bench: {dtype} disagrees with fp32 on ({r['workload']}) "
+                         f"(lowest cosine {d['vs_fp32'][1]:.5f})")
     return 0
 
 
