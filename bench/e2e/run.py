@@ -2,6 +2,7 @@
 """End to end: `tideserve serve` against the FastAPI + uvicorn + PyTorch service it replaces
 (bench/peers/seed_service.py), same model directory, same /predict bodies.
 
+  * tideserve runs in fp32 and in each of --dtypes (default int8) at every concurrency;
   * cold start: process start to the first 200 from /health (polled every 10 ms), and peak RSS
     (VmHWM) once ready and after the load runs;
   * wrk (1 thread, Lua script posting realistic texts from the tokenizer corpus, max_length 128)
@@ -116,6 +117,7 @@ def main():
     ap.add_argument("--soak", type=int, default=120)
     ap.add_argument("--tiny", default=os.path.join(REPO, "models", "tideserve-tiny-zh"))
     ap.add_argument("--work", default="/tmp")
+    ap.add_argument("--dtypes", default="int8", help="tideserve precisions to load besides fp32")
     ap.add_argument("--json")
     args = ap.parse_args()
     args.model, args.tideserve = os.path.abspath(args.model), os.path.abspath(args.tideserve)
@@ -126,12 +128,12 @@ def main():
     levels = [int(c) for c in args.concurrency.split(",")]
     weights_mb = os.path.getsize(os.path.join(args.model, "model.safetensors")) / 2**20
 
-    def start_ours(model):
+    def start_ours(model, dtype="fp32"):
         port = free_port()
         env = dict(os.environ)
         return Server("tideserve", [args.tideserve, "serve", "--model", model, "--port", str(port),
                                     "--host", "127.0.0.1", "--threads", str(args.threads),
-                                    "--log-level", "warning"], env, port)
+                                    "--dtype", dtype, "--log-level", "warning"], env, port)
 
     def start_seed():
         port = free_port()
@@ -143,8 +145,12 @@ def main():
         return Server("seed", ["/usr/bin/python3", os.path.join(PEERS, "seed_service.py")], env,
                       port)
 
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    servers = [("tideserve", lambda: start_ours(args.model))]
+    servers += [(f"tideserve {d}", lambda d=d: start_ours(args.model, d)) for d in dtypes]
+    servers.append(("seed", start_seed))
     results = {"load": {}, "cold": {}}
-    for name, start in (("tideserve", lambda: start_ours(args.model)), ("seed", start_seed)):
+    for name, start in servers:
         srv = start()
         results["cold"][name] = {"ready_s": srv.ready_s, "ready_rss_mb": srv.ready_rss}
         url = f"http://127.0.0.1:{srv.port}/predict"
@@ -178,20 +184,21 @@ def main():
 
     print(f"\n### End to end: tideserve vs the FastAPI seed service ({args.duration} s per level, "
           f"wrk -t1, {args.threads} engine threads each)\n")
-    print("| concurrency | tideserve req/s | seed req/s | ratio | tideserve p50 / p99 / p99.9 ms "
-          "| seed p50 / p99 / p99.9 ms | errors (ours / seed) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| server | concurrency | req/s | vs seed | p50 / p99 / p99.9 ms | errors |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for c in levels:
-        o, s = results["load"][("tideserve", c)], results["load"][("seed", c)]
-        print(f"| {c} | {o['rps']:.1f} | {s['rps']:.1f} | {o['rps'] / max(s['rps'], 1e-9):.1f}x "
-              f"| {ms(o['p50_us'])} / {ms(o['p99_us'])} / {ms(o['p999_us'])} "
-              f"| {ms(s['p50_us'])} / {ms(s['p99_us'])} / {ms(s['p999_us'])} "
-              f"| {o['errors'] + o['non2xx']} / {s['errors'] + s['non2xx']} |")
+        s = results["load"][("seed", c)]
+        for name, _ in servers:
+            o = results["load"][(name, c)]
+            ratio = "" if name == "seed" else f"{o['rps'] / max(s['rps'], 1e-9):.1f}x"
+            print(f"| {name} | {c} | {o['rps']:.1f} | {ratio} "
+                  f"| {ms(o['p50_us'])} / {ms(o['p99_us'])} / {ms(o['p999_us'])} "
+                  f"| {o['errors'] + o['non2xx']} |")
     print(f"\n### Cold start and memory (weights file {weights_mb:.0f} MiB; RSS target "
           f"{1.3 * weights_mb + 150:.0f} MiB)\n")
     print("| server | ready s | peak RSS when ready MiB | peak RSS after load MiB |")
     print("| --- | --- | --- | --- |")
-    for name in ("tideserve", "seed"):
+    for name, _ in servers:
         cs = results["cold"][name]
         print(f"| {name} | {cs['ready_s']:.2f} | {cs['ready_rss_mb']:.0f} | {cs['peak_rss_mb']:.0f} |")
     if soak:
