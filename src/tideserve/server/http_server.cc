@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -26,14 +27,32 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   }
   ~Session() {
     set_busy(false);
+    {
+      std::lock_guard<std::mutex> lock(shared_->sessions_mutex);
+      shared_->sessions.erase(this);
+    }
     shared_->open_connections.fetch_sub(1);
   }
 
   bool server_closed() const { return shared_->closed.load(); }
 
   void start() {
+    {
+      std::lock_guard<std::mutex> lock(shared_->sessions_mutex);
+      shared_->sessions.emplace(this, weak_from_this());
+    }
     asio::dispatch(stream_.get_executor(),
                    [self = shared_from_this()] { self->wait_for_request(); });
+  }
+
+  // Called by close_listener, from any thread: a keep-alive connection idle between requests
+  // is closed; one busy with a request is left alone (it closes after its answer).
+  void close_if_idle() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->idle_ || self->closing_idle_) return;
+      self->closing_idle_ = true;
+      self->stream_.cancel();  // the pending read ends (operation_aborted) unless bytes came
+    });
   }
 
   // Called through the Responder, from any thread.
@@ -90,21 +109,55 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   };
 
   // A keep-alive connection may sit idle for idle_timeout; once the first bytes of a request
-  // arrive, the whole request must arrive within header_timeout.
+  // arrive, the whole request must arrive within header_timeout. A new connection is not idle:
+  // it was accepted to send a request, and a drain waits for it.
   void wait_for_request() {
     if (buffer_.size() > 0) {  // pipelined: the next request is already arriving
       set_busy(true);
       read_request();
       return;
     }
+    if (requests_ > 0 && shared_->draining.load()) return close_idle();
+    idle_ = requests_ > 0;
     stream_.expires_after(requests_ == 0 ? shared_->options.header_timeout
                                          : shared_->options.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              self->idle_ = false;
+                              if (ec == asio::error::operation_aborted && self->closing_idle_) {
+                                return self->close_idle();
+                              }
                               if (ec) return self->close();
+                              // Bytes that came as close_if_idle cancelled the read are a
+                              // request: it is answered (with Connection: close).
                               self->buffer_.commit(n);
                               self->set_busy(true);
                               self->read_request();
+                            });
+  }
+
+  // Closes a keep-alive connection idle between requests, during a drain: FIN, then read and
+  // drop whatever the client still sends until it closes its side (or kLinger passes), so that
+  // a request sent just as we closed does not turn our close into a reset.
+  void close_idle() {
+    closing_idle_ = true;
+    char c;
+    if (::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+      set_busy(true);  // a request is arriving after all: answer it (Connection: close)
+      return read_request();
+    }
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(kLinger);
+    linger();
+  }
+
+  void linger() {
+    buffer_.clear();
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) return self->close();  // EOF, timeout, reset
+                              self->linger();
                             });
   }
 
@@ -181,7 +234,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     cancel_callback_ = nullptr;
     answered_ = true;
     const bool keep_alive = !force_close && !cancelled_.load() && request_keep_alive_ &&
-                            shared_->keep_alive.load() &&
+                            shared_->keep_alive.load() && !shared_->draining.load() &&
                             requests_ < shared_->options.max_requests_per_connection;
     response_.emplace(std::move(response));
     response_->version(request_version_);
@@ -217,6 +270,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     stream_.socket().close(ignored);
   }
 
+  static constexpr std::chrono::seconds kLinger{2};
+
   std::shared_ptr<Shared> shared_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
@@ -229,6 +284,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   bool waiting_ = false;
   bool answered_ = false;
   bool busy_ = false;
+  bool idle_ = false;          // waiting for the next request on a kept-alive connection
+  bool closing_idle_ = false;  // close_if_idle asked to close it
   std::atomic<bool> cancelled_{false};
   std::function<void()> cancel_callback_;
 };
@@ -277,10 +334,22 @@ void HttpServer::accept_next() {
 }
 
 void HttpServer::close_listener() {
+  shared_->keep_alive.store(false);
+  shared_->draining.store(true);  // before the sweep: a connection idle after it closes itself
   asio::post(acceptor_.get_executor(), [this] {
     beast::error_code ignored;
     acceptor_.close(ignored);
   });
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    std::lock_guard<std::mutex> lock(shared_->sessions_mutex);
+    sessions.reserve(shared_->sessions.size());
+    for (auto& entry : shared_->sessions) {
+      if (auto session = entry.second.lock()) sessions.push_back(std::move(session));
+    }
+  }
+  // Outside the lock: dropping the last reference runs ~Session, which takes it.
+  for (auto& session : sessions) session->close_if_idle();
 }
 
 }  // namespace tideserve::server

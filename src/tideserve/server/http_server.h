@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -67,7 +69,10 @@ class HttpServer {
   // From now on responses carry "Connection: close" and keep-alive connections end after their
   // current request (for a drain behind a load balancer).
   void stop_keep_alive() { shared_->keep_alive.store(false); }
-  // Stops accepting new connections; open ones finish their current request.
+  // Stops accepting new connections and ends keep-alive. Connections with a request on its way
+  // in or not yet answered finish it (the response says Connection: close); keep-alive
+  // connections idle between requests are closed now, cleanly (FIN, not a reset), instead of
+  // staying open until the process exits under a client that may be about to send on them.
   void close_listener();
   // Connections open now, and connections with a request on its way in or not yet fully
   // answered, new connections included (what a drain waits for).
@@ -84,8 +89,13 @@ class HttpServer {
     ErrorHandler error_handler;
     std::atomic<bool> keep_alive{true};
     std::atomic<bool> closed{false};  // the server is gone: pending responders send nothing
+    // The listener is closed: a connection that falls idle between requests is closed.
+    std::atomic<bool> draining{false};
     std::atomic<int64_t> open_connections{0};
     std::atomic<int64_t> active_requests{0};
+    // Every open connection, for close_listener to reach the idle ones.
+    std::mutex sessions_mutex;
+    std::unordered_map<const Session*, std::weak_ptr<Session>> sessions;
   };
   void accept_next();
 
