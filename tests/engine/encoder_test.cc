@@ -50,7 +50,9 @@ class EncoderGoldenTest : public ::testing::TestWithParam<std::string> {
   }
 
   std::unique_ptr<BertEncoder> make_encoder(int threads, Precision precision = Precision::kF32) {
-    auto encoder = BertEncoder::create(*model_, {.threads = threads, .precision = precision});
+    // The fixtures are small enough to run single-threaded by default: force the parallel path.
+    auto encoder = BertEncoder::create(
+        *model_, {.threads = threads, .precision = precision, .min_parallel_layer_flops = 0});
     EXPECT_TRUE(encoder.is_ok()) << encoder.status().to_string();
     return encoder.is_ok() ? std::move(encoder).value() : nullptr;
   }
@@ -149,6 +151,12 @@ TEST_P(EncoderGoldenTest, ThreadCountDoesNotChangeTheAnswer) {
   ASSERT_TRUE(one->forward(batch(), a).is_ok());
   ASSERT_TRUE(two->forward(batch(), b).is_ok());
   EXPECT_LE(max_abs_diff(a.hidden.data(), b.hidden.data(), a.hidden.size()), 1e-5);
+  // With the default small-batch threshold the fixture batch runs on one thread: same answer.
+  auto adaptive = BertEncoder::create(*model_, {.threads = 2});
+  ASSERT_TRUE(adaptive.is_ok());
+  EncoderOutput c;
+  ASSERT_TRUE((*adaptive)->forward(batch(), c).is_ok());
+  EXPECT_LE(max_abs_diff(c.hidden.data(), b.hidden.data(), c.hidden.size()), 1e-5);
 }
 
 // The reduced precisions against the same float64 goldens, on the lines: pooled-output
@@ -194,7 +202,8 @@ TEST_P(EncoderGoldenTest, Int8PooledOutputsStayWithinAccuracy) {
 }
 
 TEST_P(EncoderGoldenTest, Bf16PooledOutputsStayWithinAccuracyOrTheCpuSaysNo) {
-  auto encoder = BertEncoder::create(*model_, {.threads = 2, .precision = Precision::kBf16});
+  auto encoder = BertEncoder::create(
+      *model_, {.threads = 2, .precision = Precision::kBf16, .min_parallel_layer_flops = 0});
   if (!encoder.is_ok()) {
     EXPECT_EQ(encoder.status().code(), StatusCode::kFailedPrecondition)
         << encoder.status().to_string();

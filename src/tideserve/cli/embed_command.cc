@@ -121,7 +121,8 @@ void add_embed_command(CLI::App& app) {
                   "Truncate texts to this many tokens (0 = the model's max_position_embeddings)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "Engine threads (0 = all cores)")
+  cmd->add_option("--threads", args->threads,
+                  "Engine threads (0 = usable CPUs: affinity, capped by a cgroup CPU quota)")
       ->envname("TIDESERVE_THREADS")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();

@@ -65,7 +65,8 @@ void add_serve_command(CLI::App& app) {
       ->envname("IO_THREADS")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  cmd->add_option("--threads", o.engine_threads, "Engine threads (0 = all cores)")
+  cmd->add_option("--threads", o.engine_threads,
+                  "Engine threads (0 = usable CPUs: affinity, capped by a cgroup CPU quota)")
       ->envname("TIDESERVE_THREADS")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();

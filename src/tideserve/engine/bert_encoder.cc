@@ -10,17 +10,9 @@
 #include <fmt/format.h>
 
 #include "tideserve/engine/ops.h"
+#include "tideserve/util/cpus.h"
 
 namespace tideserve::engine {
-
-namespace {
-
-int default_threads() {
-  int n = omp_get_num_procs();
-  return n > 0 ? n : 1;
-}
-
-}  // namespace
 
 Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
                                                          const EncoderOptions& options) {
@@ -28,7 +20,8 @@ Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
   std::unique_ptr<BertEncoder> encoder(new BertEncoder());
   encoder->config_ = model.config();
   encoder->weights_ = &model.weights();
-  encoder->threads_ = options.threads > 0 ? options.threads : default_threads();
+  encoder->threads_ = options.threads > 0 ? options.threads : usable_cpus();
+  encoder->min_parallel_layer_flops_ = options.min_parallel_layer_flops;
   try {
     encoder->engine_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
     encoder->stream_ = dnnl::stream(encoder->engine_);
@@ -145,7 +138,7 @@ void BertEncoder::embed(const EncoderBatch& batch, float* out) const {
   for (int64_t s = 0; s < num_sequences; ++s) {
     const int64_t begin = batch.cu_seqlens[s];
     const int64_t end = batch.cu_seqlens[s + 1];
-#pragma omp parallel for num_threads(threads_) schedule(static) if (end - begin > 64)
+#pragma omp parallel for num_threads(batch_threads_) schedule(static) if (end - begin > 64)
     for (int64_t t = begin; t < end; ++t) {
       const float* word = w.word_embeddings.data + int64_t{batch.input_ids[t]} * h;
       const float* position = w.position_embeddings.data + (t - begin) * h;
@@ -156,7 +149,8 @@ void BertEncoder::embed(const EncoderBatch& batch, float* out) const {
     }
   }
   layer_norm(out, w.embeddings_norm_weight.data, w.embeddings_norm_bias.data,
-             static_cast<float>(config_.layer_norm_eps), batch.num_tokens(), h, out, threads_);
+             static_cast<float>(config_.layer_norm_eps), batch.num_tokens(), h, out,
+             batch_threads_);
 }
 
 void BertEncoder::attention(const EncoderBatch& batch, const float* qkv, float* context) {
@@ -167,7 +161,7 @@ void BertEncoder::attention(const EncoderBatch& batch, const float* qkv, float* 
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
   const int64_t num_sequences = batch.num_sequences();
   const int64_t work = num_sequences * heads;
-#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(batch_threads_) schedule(dynamic, 1)
   for (int64_t item = 0; item < work; ++item) {
     const int64_t s = item / heads;
     const int64_t head = item % heads;
@@ -195,9 +189,14 @@ Status BertEncoder::forward(const EncoderBatch& batch, EncoderOutput& output, in
     return invalid_argument(
         fmt::format("asked for {} layers; the model has {}", num_layers, layer_count));
   }
-  omp_set_num_threads(threads_);
   const int64_t tokens = batch.num_tokens();
   const int64_t h = config_.hidden_size;
+  // A small batch runs on one thread: below the threshold a parallel region's fork and join
+  // cost more than the split saves (the bundled tiny model's requests; never BERT-base's).
+  const double layer_flops =
+      2.0 * static_cast<double>(tokens) * h * (4.0 * h + 2.0 * config_.intermediate_size);
+  batch_threads_ = layer_flops < min_parallel_layer_flops_ ? 1 : threads_;
+  omp_set_num_threads(batch_threads_);
   const float eps = static_cast<float>(config_.layer_norm_eps);
   output.num_tokens = tokens;
   output.hidden_size = h;
@@ -218,11 +217,11 @@ Status BertEncoder::forward(const EncoderBatch& batch, EncoderOutput& output, in
       attention(batch, qkv_.data(), context_.data());
       // x += context Wo^T + bo
       layer.attn_out->forward(stream_, context_.data(), tokens, x, scratch);
-      layer_norm(x, layer.attn_norm_gamma, layer.attn_norm_beta, eps, tokens, h, x, threads_);
+      layer_norm(x, layer.attn_norm_gamma, layer.attn_norm_beta, eps, tokens, h, x, batch_threads_);
       layer.ffn_up->forward(stream_, x, tokens, intermediate_.data(), scratch);
       // x += f W2^T + b2
       layer.ffn_down->forward(stream_, intermediate_.data(), tokens, x, scratch);
-      layer_norm(x, layer.out_norm_gamma, layer.out_norm_beta, eps, tokens, h, x, threads_);
+      layer_norm(x, layer.out_norm_gamma, layer.out_norm_beta, eps, tokens, h, x, batch_threads_);
     }
   } catch (const dnnl::error& e) {
     return internal_error(std::string("oneDNN matmul failed: ") + e.what());

@@ -22,10 +22,13 @@
 namespace tideserve::engine {
 
 struct EncoderOptions {
-  int threads = 0;  // 0 = all cores of the process's CPU set
+  int threads = 0;  // 0 = usable_cpus(): the affinity mask, capped by a cgroup CPU quota
   // Precision of the four linear layers of every encoder layer; embeddings, LayerNorm,
   // attention and pooling stay fp32.
   Precision precision = Precision::kF32;
+  // A batch whose GEMM work per layer is below this runs on one thread (0: always `threads`).
+  // 20 MFLOP is ~0.3 ms of one core here, the scale at which fork/join and wake-ups eat the gain.
+  double min_parallel_layer_flops = 20e6;
 };
 
 // One batch: sequence s owns tokens [cu_seqlens[s], cu_seqlens[s+1]). Positions restart at 0 in
@@ -89,6 +92,8 @@ class BertEncoder {
   BertConfig config_;
   const BertWeights* weights_ = nullptr;
   int threads_ = 1;
+  int batch_threads_ = 1;  // threads_ or 1, per batch
+  double min_parallel_layer_flops_ = 0;
   Precision precision_ = Precision::kF32;
   dnnl::engine engine_;
   dnnl::stream stream_;

@@ -22,7 +22,7 @@ struct ServeOptions {
   std::string host = "0.0.0.0";
   int port = 8000;
   int io_threads = 1;
-  int engine_threads = 0;  // 0 = all cores
+  int engine_threads = 0;  // 0 = usable_cpus()
   engine::Precision precision = engine::Precision::kF32;
   engine::Pooling pooling = engine::Pooling::kCls;
   int64_t max_concurrent_requests = 512;

@@ -1,0 +1,90 @@
+#include "tideserve/util/cpus.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace tideserve {
+
+namespace {
+
+std::optional<long long> parse_integer(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  long long value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// The smallest quota on the path from this process's cgroup v2 up to the root, if any.
+std::optional<double> cgroup_v2_quota() {
+  std::ifstream cgroups("/proc/self/cgroup");
+  std::string line, path;
+  while (std::getline(cgroups, line)) {
+    if (line.rfind("0::", 0) == 0) path = line.substr(3);
+  }
+  if (path.empty()) return std::nullopt;
+  std::optional<double> best;
+  while (true) {
+    auto quota = parse_cpu_max(read_file("/sys/fs/cgroup" + path + "/cpu.max"));
+    if (quota && (!best || *quota < *best)) best = quota;
+    if (path == "/" || path.empty()) break;
+    path = path.substr(0, path.find_last_of('/'));
+    if (path.empty()) path = "/";
+  }
+  return best;
+}
+
+std::optional<double> cgroup_v1_quota() {
+  for (const char* dir : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
+    const std::string base = dir;
+    auto quota = parse_cfs_quota(read_file(base + "/cpu.cfs_quota_us"),
+                                 read_file(base + "/cpu.cfs_period_us"));
+    if (quota) return quota;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<double> parse_cpu_max(std::string_view content) {
+  const size_t space = content.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  auto quota = parse_integer(content.substr(0, space));  // "max" fails: no quota
+  auto period = parse_integer(content.substr(space + 1));
+  if (!quota || !period || *quota <= 0 || *period <= 0) return std::nullopt;
+  return static_cast<double>(*quota) / static_cast<double>(*period);
+}
+
+std::optional<double> parse_cfs_quota(std::string_view quota, std::string_view period) {
+  auto q = parse_integer(quota);
+  auto p = parse_integer(period);
+  if (!q || !p || *q <= 0 || *p <= 0) return std::nullopt;
+  return static_cast<double>(*q) / static_cast<double>(*p);
+}
+
+int usable_cpus() {
+  int cpus = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+  if (cpus <= 0) cpus = static_cast<int>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN)));
+  std::optional<double> quota = cgroup_v2_quota();
+  if (!quota) quota = cgroup_v1_quota();
+  if (quota) cpus = std::min(cpus, static_cast<int>(std::ceil(*quota)));
+  return std::max(cpus, 1);
+}
+
+}  // namespace tideserve

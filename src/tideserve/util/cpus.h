@@ -1,0 +1,21 @@
+// How many CPUs this process can actually use. In a container the affinity mask usually still
+// lists every core of the node while a CPU quota (Kubernetes `limits.cpu`) caps the time: an
+// engine sized to the node's cores would oversubscribe the quota and be throttled. So the count
+// is the affinity mask's, lowered to the cgroup quota rounded up.
+#pragma once
+
+#include <optional>
+#include <string_view>
+
+namespace tideserve {
+
+// The affinity count, capped by the cgroup v2 `cpu.max` (this cgroup and its ancestors) or
+// cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`; at least 1.
+int usable_cpus();
+
+// "200000 100000" -> 2.0 CPUs; "max 100000", empty or malformed -> nullopt (no quota).
+std::optional<double> parse_cpu_max(std::string_view content);
+// cgroup v1: quota "-1" means none; otherwise quota / period.
+std::optional<double> parse_cfs_quota(std::string_view quota, std::string_view period);
+
+}  // namespace tideserve
