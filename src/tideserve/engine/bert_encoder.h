@@ -2,7 +2,8 @@
 // plus cumulative sequence lengths (cu_seqlens), so no GEMM ever sees padding.
 //
 //   embeddings (word + position + token type) -> LayerNorm
-//   per layer: fused QKV projection -> attention per sequence and head over its real length
+//   per layer: Q, K, V projections (into one [tokens, 3H] buffer) -> attention per sequence and
+//              head over its real length
 //              -> output projection (+bias +residual fused) -> LayerNorm
 //              -> FFN up (+bias +GELU fused) -> FFN down (+bias +residual fused) -> LayerNorm
 #pragma once
