@@ -779,6 +779,8 @@ class LifecycleTest(unittest.TestCase):
             loaded = server.event("model_loaded")
             self.assertEqual(loaded["model_id"], th.MODEL_ID)
             self.assertGreater(loaded["duration_ms"], 0)
+            self.assertGreater(loaded["warm_up_ms"], 0)
+            self.assertLessEqual(loaded["warm_up_ms"], loaded["duration_ms"])
             self.assertEqual(server.get_json("/v2/health/ready")[:1], (200,))
             self.assertEqual(server.get_json("/health")[0], 200)
         finally:

@@ -42,7 +42,7 @@ struct LoadedModel {
 };
 
 Status load_model(const ServeOptions& options, Metrics& metrics, LoadedModel& loaded,
-                  int64_t& max_input_length) {
+                  int64_t& max_input_length, double& warm_up_s) {
   auto model = BertModel::load(options.model_dir);
   if (!model.is_ok()) return model.status();
   loaded.model = std::move(model).value();
@@ -85,8 +85,10 @@ Status load_model(const ServeOptions& options, Metrics& metrics, LoadedModel& lo
     metrics.observe_batch(stats.sequences, stats.tokens);
   });
   if (options.warm_up) {
+    const auto warm_up_start = Clock::now();
     TS_RETURN_IF_ERROR(
         runtime::warm_up(*loaded.runner, max_input_length, options.max_batch_tokens));
+    warm_up_s = seconds_since(warm_up_start);
   }
   loaded.scheduler->start();
   return Status::ok();
@@ -166,7 +168,8 @@ int serve(const ServeOptions& options) {
             {{"model", options.model_dir}, {"version", options.model_version}});
   const auto load_start = Clock::now();
   int64_t max_input_length = 0;
-  Status load_status = load_model(options, metrics, loaded, max_input_length);
+  double warm_up_s = 0;
+  Status load_status = load_model(options, metrics, loaded, max_input_length, warm_up_s);
   int exit_code = 0;
   if (!load_status.is_ok()) {
     log_event(LogLevel::kError, "model_load_failed", {{"error", load_status.message()}});
@@ -194,6 +197,7 @@ int serve(const ServeOptions& options) {
                {"matmul", loaded.encoder->matmul_impl()},
                {"engine_threads", loaded.encoder->threads()},
                {"duration_ms", load_s * 1000.0},
+               {"warm_up_ms", warm_up_s * 1000.0},
                {"ready_ms", seconds_since(process_start) * 1000.0}});
     shutdown_requested.get_future().wait();
   }
