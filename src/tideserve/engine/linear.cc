@@ -165,12 +165,14 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
       layer->weight_scale_.resize(static_cast<size_t>(n));
       layer->bias_values_.assign(spec.bias, spec.bias + n);
       auto* q = reinterpret_cast<int8_t*>(converted.data());
+      float* row_scales = layer->weight_scale_.data();
+#pragma omp parallel for schedule(static)
       for (int64_t row = 0; row < n; ++row) {
         const float* w = spec.weight + row * k;
         float amax = 0.f;
         for (int64_t c = 0; c < k; ++c) amax = std::max(amax, std::fabs(w[c]));
         const float scale = amax > 0.f && std::isfinite(amax) ? amax / limit : 1.f;
-        layer->weight_scale_[row] = scale;
+        row_scales[row] = scale;
         const float inv = 1.f / scale;
         for (int64_t c = 0; c < k; ++c) {
           const float v = std::clamp(std::nearbyint(w[c] * inv), -limit, limit);

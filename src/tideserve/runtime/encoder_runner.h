@@ -25,9 +25,9 @@ class EncoderRunner : public BatchRunner {
 };
 
 // Runs a few representative shapes through `runner` so that the first real request does not pay
-// for first-touch allocations and primitive setup: single sequences of 1, 16, 128 and
-// max_sequence_length tokens, then one multi-sequence batch near the token budget (capped so the
-// whole warm-up stays around a second or two for BERT-base on two cores). Token ids are 0, 1, 2,
+// for first-touch allocations and primitive setup: single sequences of 1, 16 and 128 tokens (each
+// capped at max_sequence_length), then one multi-sequence batch near the token budget (capped so
+// the whole warm-up stays well under a second for BERT-base on two cores). Token ids are 0, 1, 2,
 // ... (modulo a small range every vocabulary holds). Returns the first error.
 Status warm_up(BatchRunner& runner, int64_t max_sequence_length, int64_t max_batch_tokens);
 
