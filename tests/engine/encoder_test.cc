@@ -30,6 +30,17 @@ struct Golden {
   SafetensorsFile file;
 };
 
+// Our pooled rows (not normalized) and the golden's, for one pooling.
+std::pair<std::vector<float>, std::vector<float>> pooled_and_golden(const EncoderOutput& out,
+                                                                    const Golden& golden,
+                                                                    Pooling pooling) {
+  std::vector<float> pooled = pool(out.hidden, out.hidden_size, golden.cu_seqlens, pooling, false);
+  std::vector<float> expected =
+      read_f32(golden.file, pooling == Pooling::kCls ? "pooled_cls" : "pooled_mean");
+  EXPECT_EQ(pooled.size(), expected.size());
+  return {std::move(pooled), std::move(expected)};
+}
+
 class EncoderGoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -84,9 +95,7 @@ TEST_P(EncoderGoldenTest, PooledOutputsMatchTorchReference) {
   ASSERT_TRUE(encoder->forward(batch(), out).is_ok());
   const int64_t h = out.hidden_size;
   for (Pooling pooling : {Pooling::kCls, Pooling::kMean}) {
-    std::vector<float> pooled = pool(out.hidden, h, golden_.cu_seqlens, pooling, false);
-    std::vector<float> expected =
-        read_f32(golden_.file, pooling == Pooling::kCls ? "pooled_cls" : "pooled_mean");
+    auto [pooled, expected] = pooled_and_golden(out, golden_, pooling);
     ASSERT_EQ(pooled.size(), expected.size());
     for (size_t s = 0; s + 1 < golden_.cu_seqlens.size(); ++s) {
       const float* a = pooled.data() + s * h;
@@ -165,9 +174,7 @@ void expect_pooled_cosine(const EncoderOutput& out, const Golden& golden, double
                           const std::string& label) {
   const int64_t h = out.hidden_size;
   for (Pooling pooling : {Pooling::kCls, Pooling::kMean}) {
-    std::vector<float> pooled = pool(out.hidden, h, golden.cu_seqlens, pooling, false);
-    std::vector<float> expected =
-        read_f32(golden.file, pooling == Pooling::kCls ? "pooled_cls" : "pooled_mean");
+    auto [pooled, expected] = pooled_and_golden(out, golden, pooling);
     ASSERT_EQ(pooled.size(), expected.size());
     double worst = 1.0;
     for (size_t s = 0; s + 1 < golden.cu_seqlens.size(); ++s) {

@@ -85,6 +85,29 @@ std::vector<double> linear_reference(const std::vector<float>& x, const std::vec
   return y;
 }
 
+// A CPU engine, a stream and a scratch for the Linear tests; weights [n, k] row-major.
+struct LinearHarness {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  LinearScratch scratch;
+
+  Result<std::unique_ptr<Linear>> create(const std::vector<float>& w, const std::vector<float>& b,
+                                         int64_t n, int64_t k, Precision precision,
+                                         Epilogue epilogue = Epilogue::kNone,
+                                         int64_t out_stride = 0) {
+    return Linear::create(engine, {.weight = w.data(),
+                                   .bias = b.data(),
+                                   .out_features = n,
+                                   .in_features = k,
+                                   .epilogue = epilogue,
+                                   .precision = precision,
+                                   .out_stride = out_stride});
+  }
+  void forward(const Linear& linear, const std::vector<float>& x, int64_t m, float* out) {
+    linear.forward(stream, x.data(), m, out, scratch);
+  }
+};
+
 struct LinearCase {
   Epilogue epilogue;
   Precision precision;
@@ -98,24 +121,17 @@ TEST_P(LinearTest, MatchesDoubleReferenceForManyRowCounts) {
   const auto [epilogue, precision] = GetParam();
   const int64_t n = 40, k = 24;
   std::vector<float> w = random_vector(n * k, 4, 0.3f), b = random_vector(n, 5);
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  dnnl::stream stream(engine);
-  auto linear = Linear::create(engine, {.weight = w.data(),
-                                        .bias = b.data(),
-                                        .out_features = n,
-                                        .in_features = k,
-                                        .epilogue = epilogue,
-                                        .precision = precision});
+  LinearHarness h;
+  auto linear = h.create(w, b, n, k, precision, epilogue);
   ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
   EXPECT_EQ((*linear)->precision(), precision);
   EXPECT_EQ((*linear)->owned_weight_bytes() > 0, precision != Precision::kF32);
-  LinearScratch scratch;
   // One primitive serves every row count (runtime M).
   for (int64_t m : {1, 2, 7, 64, 129}) {
     std::vector<float> x = random_vector(m * k, 6 + static_cast<unsigned>(m));
     std::vector<float> residual = random_vector(m * n, 7);
     std::vector<float> y = epilogue == Epilogue::kResidual ? residual : std::vector<float>(m * n);
-    (*linear)->forward(stream, x.data(), m, y.data(), scratch);
+    h.forward(**linear, x, m, y.data());
     std::vector<double> ref = linear_reference(x, w, b, residual, m, n, k, epilogue);
     double spread = 0.0;
     for (double v : ref) spread = std::max(spread, std::fabs(v));
@@ -153,17 +169,11 @@ TEST(LinearLayoutTest, OutputStrideWritesAColumnSliceOfAWiderBuffer) {
   const int64_t n = 8, k = 16, m = 5, stride = 3 * n;
   std::vector<float> w = random_vector(n * k, 11), b = random_vector(n, 12);
   std::vector<float> x = random_vector(m * k, 13);
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  dnnl::stream stream(engine);
-  auto linear = Linear::create(engine, {.weight = w.data(),
-                                        .bias = b.data(),
-                                        .out_features = n,
-                                        .in_features = k,
-                                        .out_stride = stride});
+  LinearHarness h;
+  auto linear = h.create(w, b, n, k, Precision::kF32, Epilogue::kNone, stride);
   ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
   std::vector<float> out(m * stride, -7.f);
-  LinearScratch scratch;
-  (*linear)->forward(stream, x.data(), m, out.data() + n, scratch);  // the middle slice
+  h.forward(**linear, x, m, out.data() + n);  // the middle slice
   std::vector<double> ref = linear_reference(x, w, b, {}, m, n, k, Epilogue::kNone);
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t c = 0; c < stride; ++c) {
@@ -175,12 +185,7 @@ TEST(LinearLayoutTest, OutputStrideWritesAColumnSliceOfAWiderBuffer) {
       }
     }
   }
-  EXPECT_FALSE(Linear::create(engine, {.weight = w.data(),
-                                       .bias = b.data(),
-                                       .out_features = n,
-                                       .in_features = k,
-                                       .out_stride = n - 1})
-                   .is_ok());
+  EXPECT_FALSE(h.create(w, b, n, k, Precision::kF32, Epilogue::kNone, n - 1).is_ok());
 }
 
 // Without VNNI, x86's u8 x s8 multiply adds pairs of products into a saturating int16: with
@@ -193,17 +198,11 @@ TEST(LinearInt8Test, ExtremeValuesDoNotSaturate) {
   // Activations 0 and 2.55 map exactly to u8 0 and 255 (scale 0.01, zero point 0).
   std::vector<float> x(m * k);
   for (int64_t i = 0; i < m * k; ++i) x[i] = (i % 3 == 0) ? 0.f : 2.55f;
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  dnnl::stream stream(engine);
-  auto linear = Linear::create(engine, {.weight = w.data(),
-                                        .bias = b.data(),
-                                        .out_features = n,
-                                        .in_features = k,
-                                        .precision = Precision::kInt8});
+  LinearHarness h;
+  auto linear = h.create(w, b, n, k, Precision::kInt8);
   ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
   std::vector<float> y(m * n);
-  LinearScratch scratch;
-  (*linear)->forward(stream, x.data(), m, y.data(), scratch);
+  h.forward(**linear, x, m, y.data());
   std::vector<double> ref = linear_reference(x, w, b, {}, m, n, k, Epilogue::kNone);
   for (size_t i = 0; i < ref.size(); ++i) {
     EXPECT_NEAR(y[i], ref[i], 1e-3 * std::fabs(ref[i]))
@@ -218,13 +217,8 @@ TEST(LinearBf16Test, RunsWithinBf16AccuracyOrSaysTheCpuCannot) {
   const int64_t n = 32, k = 48, m = 9;
   std::vector<float> w = random_vector(n * k, 21, 0.3f), b = random_vector(n, 22);
   std::vector<float> x = random_vector(m * k, 23);
-  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  dnnl::stream stream(engine);
-  auto linear = Linear::create(engine, {.weight = w.data(),
-                                        .bias = b.data(),
-                                        .out_features = n,
-                                        .in_features = k,
-                                        .precision = Precision::kBf16});
+  LinearHarness h;
+  auto linear = h.create(w, b, n, k, Precision::kBf16);
   if (!linear.is_ok()) {
     EXPECT_EQ(linear.status().code(), StatusCode::kFailedPrecondition);
     EXPECT_NE(linear.status().message().find("bfloat16 matmul is not available"), std::string::npos)
@@ -233,8 +227,7 @@ TEST(LinearBf16Test, RunsWithinBf16AccuracyOrSaysTheCpuCannot) {
     return;
   }
   std::vector<float> y(m * n);
-  LinearScratch scratch;
-  (*linear)->forward(stream, x.data(), m, y.data(), scratch);
+  h.forward(**linear, x, m, y.data());
   std::vector<double> ref = linear_reference(x, w, b, {}, m, n, k, Epilogue::kNone);
   for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(y[i], ref[i], 0.05) << "index " << i;
 }

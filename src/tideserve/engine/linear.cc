@@ -44,28 +44,22 @@ dnnl::primitive_attr make_attr(Epilogue epilogue, Precision precision) {
   return attr;
 }
 
-DataType source_type(Precision precision) {
-  switch (precision) {
-    case Precision::kBf16:
-      return DataType::bf16;
-    case Precision::kInt8:
-      return DataType::u8;
-    case Precision::kF32:
-      break;
-  }
-  return DataType::f32;
-}
+// The GEMM's input types: activations and weights (accumulation and output are fp32).
+struct DataTypes {
+  DataType source;
+  DataType weights;
+};
 
-DataType weight_type(Precision precision) {
+DataTypes data_types(Precision precision) {
   switch (precision) {
     case Precision::kBf16:
-      return DataType::bf16;
+      return {DataType::bf16, DataType::bf16};
     case Precision::kInt8:
-      return DataType::s8;
+      return {DataType::u8, DataType::s8};
     case Precision::kF32:
       break;
   }
-  return DataType::f32;
+  return {DataType::f32, DataType::f32};
 }
 
 bool has_vnni(Isa isa) {
@@ -123,8 +117,8 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
   layer->in_features_ = k;
   layer->out_stride_ = out_stride;
   const Precision precision = spec.precision;
-  const DataType src_type = source_type(precision);
-  const DataType wei_type = weight_type(precision);
+  const DataType src_type = data_types(precision).source;
+  const DataType wei_type = data_types(precision).weights;
   const memory::dim runtime_m = DNNL_RUNTIME_DIM_VAL;
   dnnl::primitive_attr attr = make_attr(spec.epilogue, precision);
   memory::desc bias_md({1, n}, DataType::f32, Tag::ab);
@@ -207,7 +201,7 @@ void Linear::forward(dnnl::stream& stream, const float* in, int64_t rows, float*
                      LinearScratch& scratch) const {
   const int64_t k = in_features_;
   const int64_t n = out_features_;
-  const DataType src_type = source_type(precision_);
+  const DataType src_type = data_types(precision_).source;
   memory::desc src_md({rows, k}, src_type, {k, 1});
   memory::desc dst_md({rows, n}, DataType::f32, {out_stride_, 1});
   memory dst(dst_md, engine_, out);
