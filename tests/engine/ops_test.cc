@@ -259,6 +259,9 @@ TEST(QuantizeTest, RoundTripWithinHalfAStepAndZeroIsExact) {
   std::vector<float> zeros(5, 0.f), bad = {1.f, NAN, -INFINITY};
   std::vector<uint8_t> qz(5), qb(3);
   EXPECT_EQ(quantize_u8(zeros.data(), 5, qz.data()).scale, 1.f);
+  std::vector<float> denormal = {0.f, 1e-39f, -1e-39f};
+  std::vector<uint8_t> qd(3);
+  EXPECT_EQ(quantize_u8(denormal.data(), 3, qd.data()).scale, 1.f);
   quantize_u8(bad.data(), 3, qb.data());
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -158,7 +159,12 @@ QuantParams quantize_u8(const float* in, int64_t n, uint8_t* out) {
     if (begin < end) value_range(in + begin, end - begin, lo, hi);
   }
   QuantParams q;
-  if (hi > lo && std::isfinite(hi - lo)) q.scale = (hi - lo) / 255.f;
+  // A range too narrow for a normal scale (or not finite) keeps scale 1: every value lands on the
+  // zero point, and scale products stay normal (the int8 path divides the bias by them).
+  const float range = hi - lo;
+  if (std::isfinite(range) && range >= 255.f * std::numeric_limits<float>::min() * 1e6f) {
+    q.scale = range / 255.f;
+  }
   q.zero_point = static_cast<int32_t>(std::clamp(std::nearbyint(-lo / q.scale), 0.f, 255.f));
   const float inv = 1.f / q.scale;
   const float zero = static_cast<float>(q.zero_point);
