@@ -46,6 +46,29 @@ TEST(OpsTest, LayerNormMatchesDoubleReference) {
   EXPECT_EQ(x, y);
 }
 
+// Every length from 1 to 70 covers the 8-wide body and every tail length.
+TEST(OpsTest, SoftmaxMatchesDoubleReferenceAtEveryLength) {
+  for (int64_t n = 1; n <= 70; ++n) {
+    std::vector<float> row =
+        random_vector(static_cast<size_t>(n), 40 + static_cast<unsigned>(n), 3.f);
+    row[static_cast<size_t>(n) / 2] = -1e30f;  // a masked-out score comes out 0
+    std::vector<double> ref(row.size());
+    double max_value = -1e300, sum = 0.0;
+    for (size_t i = 0; i < row.size(); ++i) max_value = std::max(max_value, 0.125 * row[i]);
+    for (size_t i = 0; i < row.size(); ++i) sum += (ref[i] = std::exp(0.125 * row[i] - max_value));
+    softmax_row(row.data(), n, 0.125f);
+    double total = 0.0;
+    for (size_t i = 0; i < row.size(); ++i) {
+      EXPECT_NEAR(row[i], ref[i] / sum, 2e-7 + 2e-6 * ref[i] / sum) << "n=" << n << " i=" << i;
+      total += row[i];
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5) << "n=" << n;
+    if (n > 1) {
+      EXPECT_EQ(row[static_cast<size_t>(n) / 2], 0.f) << "n=" << n;
+    }
+  }
+}
+
 TEST(OpsTest, SoftmaxIsStableAndSumsToOne) {
   std::vector<float> row = {1000.f, 1001.f, 999.f, -1e30f};
   softmax_row(row.data(), 4, 1.f);

@@ -13,6 +13,20 @@
 
 namespace tideserve::engine {
 
+namespace {
+
+#if defined(__x86_64__)
+bool has_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();  // safe whenever this first runs, static initialization included
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return yes;
+}
+#endif
+
+}  // namespace
+
 void layer_norm(const float* in, const float* gamma, const float* beta, float eps, int64_t rows,
                 int64_t cols, float* out, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (rows > 16)
@@ -32,7 +46,9 @@ void layer_norm(const float* in, const float* gamma, const float* beta, float ep
   }
 }
 
-void softmax_row(float* row, int64_t n, float scale) {
+namespace {
+
+void softmax_scalar(float* row, int64_t n, float scale) {
   float max_value = row[0] * scale;
   for (int64_t i = 0; i < n; ++i) {
     row[i] *= scale;
@@ -45,6 +61,81 @@ void softmax_row(float* row, int64_t n, float scale) {
   }
   const float inv = 1.f / sum;
   for (int64_t i = 0; i < n; ++i) row[i] *= inv;
+}
+
+#if defined(__x86_64__)
+// e^x for 8 floats: x = k ln2 + r with |r| <= ln2 / 2 (ln2 split in two constants so k ln2 is
+// exact), e^r by a degree-7 polynomial (the classic Cephes expf coefficients, ~1 ulp), times
+// 2^k built in the exponent bits. Below -87.3 (where 2^k would leave the normal range) the
+// result is 0, above 88.3 it saturates; softmax only passes values <= 0.
+__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.3f);
+  const __m256 in_range = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+  p = _mm256_add_ps(p, _mm256_set1_ps(1.f));
+  const __m256i bits =
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), in_range);
+}
+
+__attribute__((target("avx2,fma"))) void softmax_avx2(float* row, int64_t n, float scale) {
+  const __m256 vscale = _mm256_set1_ps(scale);
+  __m256 vmax = _mm256_set1_ps(row[0] * scale);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + i), vscale);
+    _mm256_storeu_ps(row + i, v);
+    vmax = _mm256_max_ps(vmax, v);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, vmax);
+  float max_value = lanes[0];
+  for (int l = 1; l < 8; ++l) max_value = lanes[l] > max_value ? lanes[l] : max_value;
+  for (int64_t j = i; j < n; ++j) {
+    row[j] *= scale;
+    if (row[j] > max_value) max_value = row[j];
+  }
+  const __m256 shift = _mm256_set1_ps(max_value);
+  __m256 vsum = _mm256_setzero_ps();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(row + i), shift));
+    _mm256_storeu_ps(row + i, e);
+    vsum = _mm256_add_ps(vsum, e);
+  }
+  _mm256_store_ps(lanes, vsum);
+  float sum = 0.f;
+  for (float lane : lanes) sum += lane;
+  for (int64_t j = i; j < n; ++j) {
+    row[j] = std::exp(row[j] - max_value);
+    sum += row[j];
+  }
+  const float inv = 1.f / sum;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(row + i, _mm256_mul_ps(_mm256_loadu_ps(row + i), vinv));
+  }
+  for (int64_t j = i; j < n; ++j) row[j] *= inv;
+}
+#endif
+
+}  // namespace
+
+void softmax_row(float* row, int64_t n, float scale) {
+#if defined(__x86_64__)
+  if (has_avx2()) return softmax_avx2(row, n, scale);
+#endif
+  softmax_scalar(row, n, scale);
 }
 
 void add_inplace(float* out, const float* in, int64_t n) {
@@ -116,14 +207,6 @@ __attribute__((target("avx2,fma"))) void quantize_avx2(const float* in, int64_t 
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bytes);
   }
   quantize_scalar(in + i, n - i, inv, zero, out + i);
-}
-
-bool has_avx2() {
-  static const bool yes = [] {
-    __builtin_cpu_init();  // safe whenever this first runs, static initialization included
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
 }
 #endif
 
