@@ -874,6 +874,10 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(loaded["dtype"], "int8")
             self.assertTrue(loaded["cpu_isa"])
             self.assertEqual(server.get_json("/info")[2]["model_dtype"], "int8")
+            status, _, body = server.request("GET", "/metrics")
+            self.assertEqual(th.metric(th.parse_prometheus(body.decode()), "tideserve_model_info",
+                                       model_id=th.MODEL_ID, model_version="1", dtype="int8",
+                                       cpu_isa=loaded["cpu_isa"]), 1)
             status, _, body = server.post_json("/embed", {"inputs": text, "normalize": False})
             self.assertEqual(status, 200, body)
         finally:
@@ -969,6 +973,11 @@ class MetricsTest(ServerCase):
         self.assertEqual(m(s, "tideserve_ready"), 1)
         self.assertEqual(m(s, "tideserve_rejected_requests_total"), 0)
         self.assertEqual(m(s, "tideserve_build_info", version="0.1.0"), 1)
+        info = [dict(l) for (n, l), v in s.items() if n == "tideserve_model_info" and v == 1]
+        self.assertEqual(len(info), 1, info)
+        self.assertEqual(info[0]["model_id"], th.MODEL_ID)
+        self.assertEqual(info[0]["dtype"], "float32")
+        self.assertTrue(info[0]["cpu_isa"])
         # 5 inference requests with 6 + 1 + 1 = 8 inputs: every sequence is in exactly one batch.
         batches = m(s, "tideserve_batch_size_count")
         sequences = m(s, "tideserve_batch_size_sum")

@@ -88,11 +88,25 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                     .Help("Inputs dropped before compute because their client went away")
                     .Register(*registry_)
                     .Add({});
+  model_info_ = &BuildGauge()
+                     .Name("tideserve_model_info")
+                     .Help("The loaded model; the value is always 1")
+                     .Register(*registry_);
   BuildGauge()
       .Name("tideserve_build_info")
       .Help("Build information; the value is always 1")
       .Register(*registry_)
       .Add({{"version", version}})
+      .Set(1.0);
+}
+
+void Metrics::set_model_info(const std::string& model_id, const std::string& model_version,
+                             const std::string& dtype, const std::string& cpu_isa) {
+  model_info_
+      ->Add({{"model_id", model_id},
+             {"model_version", model_version},
+             {"dtype", dtype},
+             {"cpu_isa", cpu_isa}})
       .Set(1.0);
 }
 

@@ -29,6 +29,10 @@ class Metrics {
   void set_inflight(int64_t n) { inflight_->Set(static_cast<double>(n)); }
   void set_ready(bool ready) { ready_->Set(ready ? 1.0 : 0.0); }
   void set_model_load_seconds(double s) { model_load_->Set(s); }
+  // tideserve_model_info{model_id, model_version, dtype, cpu_isa} = 1, once the model is loaded:
+  // lets dashboards and canary comparisons tell replicas that serve in different precisions apart.
+  void set_model_info(const std::string& model_id, const std::string& model_version,
+                      const std::string& dtype, const std::string& cpu_isa);
 
   // The text exposition format (version 0.0.4).
   std::string serialize() const;
@@ -46,6 +50,7 @@ class Metrics {
   prometheus::Gauge* inflight_;
   prometheus::Gauge* ready_;
   prometheus::Gauge* model_load_;
+  prometheus::Family<prometheus::Gauge>* model_info_ = nullptr;
   prometheus::Counter* rejected_;
   prometheus::Counter* cancelled_;
 };

@@ -177,6 +177,9 @@ int serve(const ServeOptions& options) {
   } else {
     const double load_s = seconds_since(load_start);
     metrics.set_model_load_seconds(load_s);
+    metrics.set_model_info(api_options.model_id, options.model_version,
+                           engine::precision_name(loaded.encoder->precision()),
+                           engine::cpu_isa_name());
     ModelHandle handle;
     handle.tokenizer = loaded.tokenizer.get();
     handle.scheduler = loaded.scheduler.get();
