@@ -161,6 +161,18 @@ void Api::reply_json(const std::shared_ptr<Call>& call, int status, std::string 
   reply(call, std::move(response));
 }
 
+namespace {
+
+// {"error": message}: KServe's error body, and ours where no API family applies.
+std::string plain_error_body(std::string_view message) {
+  std::string body = "{\"error\":";
+  append_json_string(body, message);
+  body += "}";
+  return body;
+}
+
+}  // namespace
+
 void Api::reply_error(const std::shared_ptr<Call>& call, Family family, int status,
                       const std::string& message, const std::string& type) const {
   std::string body;
@@ -195,9 +207,7 @@ void Api::reply_error(const std::shared_ptr<Call>& call, Family family, int stat
     }
     case Family::kKServe:
     case Family::kPlain:
-      body = "{\"error\":";
-      append_json_string(body, message);
-      body += "}";
+      body = plain_error_body(message);
       break;
   }
   if (status == 429) call->headers.emplace_back("Retry-After", "1");
@@ -209,10 +219,7 @@ Response Api::transport_error(const TransportError& error, unsigned version) con
   Response response{static_cast<http::status>(error.status), version};
   response.set(http::field::content_type, "application/json");
   response.set(http::field::server, "tideserve/" + options_.version);
-  std::string body = "{\"error\":";
-  append_json_string(body, error.message);
-  body += "}";
-  response.body() = std::move(body);
+  response.body() = plain_error_body(error.message);
   metrics_.observe_request("other", error.status, 0.0);
   return response;
 }
