@@ -124,7 +124,7 @@ def main():
     args.tiny = os.path.abspath(args.tiny) if args.tiny else ""
     bodies = os.path.join(args.work, "e2e_bodies.jsonl")
     make_bodies(bodies)
-    post = os.path.join(HERE, "post.lua")
+    script = os.path.join(HERE, "load.lua")
     levels = [int(c) for c in args.concurrency.split(",")]
     weights_mb = os.path.getsize(os.path.join(args.model, "model.safetensors")) / 2**20
 
@@ -154,9 +154,9 @@ def main():
         srv = start()
         results["cold"][name] = {"ready_s": srv.ready_s, "ready_rss_mb": srv.ready_rss}
         url = f"http://127.0.0.1:{srv.port}/predict"
-        wrk(url, 2, 2, post, bodies)  # warm-up
+        wrk(url, 2, 2, script, bodies)  # warm-up
         for c in levels:
-            results["load"][(name, c)] = wrk(url, c, args.duration, post, bodies)
+            results["load"][(name, c)] = wrk(url, c, args.duration, script, bodies)
             print(f"  {name} c={c}: {results['load'][(name, c)]['rps']:.1f} req/s",
                   file=sys.stderr, flush=True)
         results["cold"][name]["peak_rss_mb"] = rss_mb(srv.proc.pid)
@@ -166,9 +166,9 @@ def main():
     if args.soak > 0:
         srv = start_ours(args.model)
         url = f"http://127.0.0.1:{srv.port}/predict"
-        wrk(url, 32, 10, post, bodies)
+        wrk(url, 32, 10, script, bodies)
         rss0 = rss_mb(srv.proc.pid, "VmRSS")
-        r = wrk(url, 32, args.soak, post, bodies)
+        r = wrk(url, 32, args.soak, script, bodies)
         rss1 = rss_mb(srv.proc.pid, "VmRSS")
         soak = dict(r, rss_start_mb=rss0, rss_end_mb=rss1)
         srv.stop()
@@ -177,9 +177,9 @@ def main():
     if args.tiny:
         srv = start_ours(args.tiny)
         base = f"http://127.0.0.1:{srv.port}"
-        wrk(base + "/predict", 8, 2, post, bodies)
-        tiny["health"] = wrk(base + "/health", 32, args.duration, os.path.join(HERE, "get.lua"))
-        tiny["predict"] = wrk(base + "/predict", 32, args.duration, post, bodies)
+        wrk(base + "/predict", 8, 2, script, bodies)
+        tiny["health"] = wrk(base + "/health", 32, args.duration, script)
+        tiny["predict"] = wrk(base + "/predict", 32, args.duration, script, bodies)
         srv.stop()
 
     print(f"\n### End to end: tideserve vs the FastAPI seed service ({args.duration} s per level, "

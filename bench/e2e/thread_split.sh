@@ -23,7 +23,7 @@ for io in 1 2; do
     pid=$!
     for _ in $(seq 1 300); do grep -q model_loaded "$log" && break; sleep 0.05; done
     port="$(grep -o '"port":[0-9]*' "$log" | head -1 | cut -d: -f2)"
-    out="$(wrk -t1 -c"$connections" -d"${seconds}s" -s bench/e2e/post.lua \
+    out="$(wrk -t1 -c"$connections" -d"${seconds}s" -s bench/e2e/load.lua \
       "http://127.0.0.1:$port/predict" -- "$bodies" | tail -1)"
     kill -TERM "$pid"
     wait "$pid" || true

@@ -1,14 +1,17 @@
 -- wrk script: POSTs realistic /predict bodies, one JSON body per line of the file given after
--- `--`, in turn; prints one JSON line with the totals and latency percentiles (microseconds).
+-- `--`, in turn, or GETs the URL when no file is given; prints one JSON line with the totals and
+-- latency percentiles (microseconds).
 local bodies = {}
 local next_body = 1
 
 function init(args)
+  if args[1] == nil then return end
   for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
   next_body = math.random(#bodies)
 end
 
 function request()
+  if #bodies == 0 then return wrk.format("GET") end
   local body = bodies[next_body]
   next_body = next_body % #bodies + 1
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
