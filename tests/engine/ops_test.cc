@@ -234,6 +234,39 @@ TEST(LinearInt8Test, ExtremeValuesDoNotSaturate) {
   EXPECT_TRUE(int8_weight_limit() == 63 || int8_weight_limit() == 127);
 }
 
+// Why the limit is 63 without VNNI, on oneDNN itself: u8 255 x s8 127, summed in pairs, overflows
+// the int16 that AVX2's vpmaddubsw saturates into (2 * 255 * 127 = 64,770 > 32,767); with 63 the
+// pairs fit (32,130). If a oneDNN update stops saturating here, this test says the 7-bit limit
+// can go.
+TEST(LinearInt8Test, RawU8S8MatmulSaturatesWithEightBitWeightsWithoutVnni) {
+  using Tag = dnnl::memory::format_tag;
+  using DataType = dnnl::memory::data_type;
+  const int64_t m = 2, k = 64, n = 8;
+  dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  dnnl::stream stream(engine);
+  dnnl::memory::desc src_md({m, k}, DataType::u8, Tag::ab);
+  dnnl::memory::desc wei_md({k, n}, DataType::s8, Tag::ab);
+  dnnl::memory::desc dst_md({m, n}, DataType::s32, Tag::ab);
+  dnnl::matmul matmul(
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, dst_md), engine));
+  auto dot = [&](int8_t weight) {
+    std::vector<uint8_t> src(m * k, 255);
+    std::vector<int8_t> wei(k * n, weight);
+    std::vector<int32_t> dst(m * n);
+    dnnl::memory s(src_md, engine, src.data()), w(wei_md, engine, wei.data()),
+        d(dst_md, engine, dst.data());
+    matmul.execute(stream, {{DNNL_ARG_SRC, s}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, d}});
+    stream.wait();
+    return dst[0];
+  };
+  EXPECT_EQ(dot(63), 255 * 63 * k) << "the 7-bit limit must always be exact";
+  if (int8_weight_limit() == 63) {
+    EXPECT_NE(dot(127), 255 * 127 * k) << "no saturation on " << cpu_isa_name();
+  } else {
+    EXPECT_EQ(dot(127), 255 * 127 * k) << cpu_isa_name();
+  }
+}
+
 // bf16 runs where oneDNN has a bf16 matmul (AVX512_CORE and newer); elsewhere create() must
 // refuse with a message that names the CPU instead of failing later or silently using fp32.
 TEST(LinearBf16Test, RunsWithinBf16AccuracyOrSaysTheCpuCannot) {

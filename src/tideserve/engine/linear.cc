@@ -69,34 +69,6 @@ bool has_vnni(Isa isa) {
 
 }  // namespace
 
-const char* cpu_isa_name() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case Isa::sse41:
-      return "sse41";
-    case Isa::avx:
-      return "avx";
-    case Isa::avx2:
-      return "avx2";
-    case Isa::avx2_vnni:
-      return "avx2_vnni";
-    case Isa::avx512_mic:
-      return "avx512_mic";
-    case Isa::avx512_mic_4ops:
-      return "avx512_mic_4ops";
-    case Isa::avx512_core:
-      return "avx512_core";
-    case Isa::avx512_core_vnni:
-      return "avx512_core_vnni";
-    case Isa::avx512_core_bf16:
-      return "avx512_core_bf16";
-    case Isa::avx512_core_amx:
-      return "avx512_core_amx";
-    default:
-      break;
-  }
-  return "unknown";
-}
-
 int int8_weight_limit() {
   return has_vnni(dnnl::get_effective_cpu_isa()) ? 127 : 63;
 }

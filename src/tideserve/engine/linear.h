@@ -39,8 +39,6 @@ enum class Epilogue {
   kResidual,  // out = x W^T + b + out
 };
 
-// The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni".
-const char* cpu_isa_name();
 // Largest weight magnitude the int8 path stores on this CPU: 127 with VNNI, 63 without.
 int int8_weight_limit();
 

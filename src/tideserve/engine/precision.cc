@@ -1,5 +1,9 @@
 #include "tideserve/engine/precision.h"
 
+#include <utility>  // must precede oneDNN headers under C++20 with g++ 12
+
+#include <oneapi/dnnl/dnnl.hpp>
+
 namespace tideserve::engine {
 
 const char* precision_name(Precision precision) {
@@ -19,6 +23,34 @@ std::optional<Precision> parse_precision(std::string_view name) {
   if (name == "bf16" || name == "bfloat16") return Precision::kBf16;
   if (name == "int8") return Precision::kInt8;
   return std::nullopt;
+}
+
+const char* cpu_isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_mic:
+      return "avx512_mic";
+    case dnnl::cpu_isa::avx512_mic_4ops:
+      return "avx512_mic_4ops";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      break;
+  }
+  return "unknown";
 }
 
 }  // namespace tideserve::engine

@@ -1,5 +1,5 @@
 // The precision the encoder's linear layers run in (engine/linear.h says what each one does).
-// A plain enum with no oneDNN in sight, so the server and the CLI can name it.
+// No oneDNN in this header, so the server and the CLI can name these.
 #pragma once
 
 #include <optional>
@@ -13,5 +13,9 @@ enum class Precision { kF32, kBf16, kInt8 };
 const char* precision_name(Precision precision);
 // Accepts fp32|float32, bf16|bfloat16, int8.
 std::optional<Precision> parse_precision(std::string_view name);
+
+// The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni": what
+// decides which precisions run, and how fast.
+const char* cpu_isa_name();
 
 }  // namespace tideserve::engine
