@@ -30,21 +30,17 @@
 
 #include "tideserve/engine/bert_encoder.h"
 #include "tideserve/model/bert_model.h"
+#include "tideserve/runtime/model_instance.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using tideserve::engine::BertEncoder;
-using tideserve::engine::EncoderBatch;
 using tideserve::engine::EncoderOutput;
+using tideserve::engine::FlatBatch;
 using tideserve::engine::precision_name;
 
-struct Batch {
-  std::vector<int32_t> ids, types, cu_seqlens;
-  EncoderBatch view() const { return {ids, types, cu_seqlens}; }
-};
-
-std::vector<Batch> read_workload(const std::string& path) {
+std::vector<FlatBatch> read_workload(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::vector<int32_t> words;
   int32_t w = 0;
@@ -57,13 +53,16 @@ std::vector<Batch> read_workload(const std::string& path) {
     }
     return words[pos++];
   };
-  std::vector<Batch> batches(static_cast<size_t>(next()));
-  for (Batch& b : batches) {
-    const int32_t n = next();
-    b.cu_seqlens.push_back(0);
-    for (int32_t s = 0; s < n; ++s) b.cu_seqlens.push_back(b.cu_seqlens.back() + next());
-    for (int32_t t = 0; t < b.cu_seqlens.back(); ++t) b.ids.push_back(next());
-    b.types.assign(b.ids.size(), 0);
+  std::vector<FlatBatch> batches(static_cast<size_t>(next()));
+  for (FlatBatch& b : batches) {
+    std::vector<int32_t> lengths(static_cast<size_t>(next()));
+    for (int32_t& len : lengths) len = next();
+    std::vector<int32_t> ids;
+    for (int32_t len : lengths) {
+      ids.clear();
+      for (int32_t t = 0; t < len; ++t) ids.push_back(next());
+      b.add(ids);
+    }
   }
   return batches;
 }
@@ -92,7 +91,7 @@ void check(const tideserve::Status& status) {
 
 int run_workload(BertEncoder& encoder, const std::string& workload, int reps,
                  const std::string& out_path) {
-  const std::vector<Batch> batches = read_workload(workload);
+  const std::vector<FlatBatch> batches = read_workload(workload);
   const int64_t h = encoder.config().hidden_size;
   EncoderOutput output;
   std::vector<float> cls;
@@ -100,10 +99,10 @@ int run_workload(BertEncoder& encoder, const std::string& workload, int reps,
   std::vector<double> times;
   for (int r = 0; r < reps; ++r) {
     const auto t0 = Clock::now();
-    for (const Batch& b : batches) {
+    for (const FlatBatch& b : batches) {
       check(encoder.forward(b.view(), output));
-      for (size_t s = 0; r == 0 && s + 1 < b.cu_seqlens.size(); ++s) {  // compared output
-        const float* row = output.hidden.data() + int64_t{b.cu_seqlens[s]} * h;
+      for (int64_t s = 0; r == 0 && s < b.num_sequences(); ++s) {  // compared output
+        const float* row = output.hidden.data() + int64_t{b.cu_seqlens()[s]} * h;
         cls.insert(cls.end(), row, row + h);
       }
     }
@@ -156,14 +155,14 @@ int run_layers(BertEncoder& encoder, int64_t m, int reps) {
   const tideserve::BertConfig& c = encoder.config();
   const int64_t h = c.hidden_size, inter = c.intermediate_size;
   const int64_t seqs = 8, len = m / seqs;
-  Batch b;
+  FlatBatch b;
+  std::vector<int32_t> ids;
   for (int64_t s = 0; s < seqs; ++s) {
-    b.cu_seqlens.push_back(static_cast<int32_t>(s * len));
+    ids.clear();
     for (int64_t t = 0; t < len; ++t)
-      b.ids.push_back(static_cast<int32_t>((s * 131 + t * 7) % c.vocab_size));
+      ids.push_back(static_cast<int32_t>((s * 131 + t * 7) % c.vocab_size));
+    b.add(ids);
   }
-  b.cu_seqlens.push_back(static_cast<int32_t>(seqs * len));
-  b.types.assign(b.ids.size(), 0);
   EncoderOutput output;
   auto time_forward = [&](int layers) {
     check(encoder.forward(b.view(), output, layers));
@@ -248,10 +247,15 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  auto model = tideserve::BertModel::load(model_dir);
-  if (!model.is_ok()) check(model.status());
-  auto encoder = BertEncoder::create(**model, {.threads = threads, .precision = precision});
-  if (!encoder.is_ok()) check(encoder.status());
-  if (layers_at > 0) return run_layers(**encoder, layers_at, reps);
-  return run_workload(**encoder, workload, reps, out_path);
+  // Loaded as `serve` loads it; the encoder is then timed alone (no request is in flight).
+  tideserve::runtime::ModelOptions options;
+  options.model_dir = model_dir;
+  options.warm_up = false;
+  options.engine = {.threads = threads, .precision = precision};
+  options.service.scheduler.max_batch_tokens = int64_t{1} << 20;
+  auto instance = tideserve::runtime::ModelInstance::load(options);
+  if (!instance.is_ok()) check(instance.status());
+  BertEncoder& encoder = (*instance)->encoder();
+  if (layers_at > 0) return run_layers(encoder, layers_at, reps);
+  return run_workload(encoder, workload, reps, out_path);
 }

@@ -31,6 +31,7 @@ VERSION = "7"
 MAX_INPUT = 128  # --max-input-length of the contract server (the seed's max_length default fits)
 MAX_BATCH = 4  # --max-client-batch-size
 PAYLOAD_LIMIT = 8192
+TOKENIZE_LIMIT = 1000  # --max-tokenize-tokens of the bad-input server
 TOL = 1e-5
 
 # Every CJK character below is its own token in the bundled vocabulary: a text of n of them has
@@ -464,7 +465,7 @@ class BadInputTest(ServerCase):
     """Every client error: the right status and the family's JSON body; the server lives on."""
 
     server_args = ("--max-input-length", MAX_INPUT, "--max-client-batch-size", MAX_BATCH,
-                   "--payload-limit", PAYLOAD_LIMIT)
+                   "--payload-limit", PAYLOAD_LIMIT, "--max-tokenize-tokens", TOKENIZE_LIMIT)
     infer = "/v2/models/%s/infer" % th.MODEL_ID
 
     def tearDown(self):
@@ -559,8 +560,9 @@ class BadInputTest(ServerCase):
         self.assert_error(self.post("/embed", {"inputs": ""}), 422, "tei", "empty")
         self.assert_error(self.post("/embed", {"inputs": ["a", ""]}), 422, "tei", "input 1")
         self.assert_error(self.post("/v1/embeddings", {"input": ""}), 400, "openai", "empty")
+        # KServe answers every invalid request 400, the empty string too.
         self.assert_error(self.post(self.infer, {"inputs": [{"datatype": "BYTES", "shape": [1],
-                                                             "data": [""]}]}), 422, "kserve",
+                                                             "data": [""]}]}), 400, "kserve",
                           "empty")
 
     def test_max_length_out_of_range(self):
@@ -598,7 +600,7 @@ class BadInputTest(ServerCase):
         self.assert_error(self.post("/v1/embeddings", {"input": ["a"] * n}), 400, "openai",
                           str(MAX_BATCH))
         self.assert_error(self.post(self.infer, {"inputs": [{"datatype": "BYTES", "shape": [n],
-                                                             "data": ["a"] * n}]}), 422, "kserve",
+                                                             "data": ["a"] * n}]}), 400, "kserve",
                           str(MAX_BATCH))
         status, _, body = self.post("/embed", {"inputs": ["a"] * MAX_BATCH})
         self.assertEqual(status, 200, body)
@@ -624,6 +626,19 @@ class BadInputTest(ServerCase):
         # /predict always truncates to max_length (the seed's behaviour).
         status, _, body = self.post("/predict", {"text": long_text, "max_length": MAX_INPUT})
         self.assertEqual(status, 200, body)
+
+    def test_tokenize_answer_is_bounded(self):
+        # "a " * n is n words: n + 2 tokens. The answer (~50 bytes a token) is bounded, not the
+        # request alone: a 2.4 kB body would otherwise answer ~60 kB.
+        status, hdrs, body = self.post("/tokenize", {"inputs": "a " * (TOKENIZE_LIMIT - 2)})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body[0]), TOKENIZE_LIMIT)
+        self.assertIn("x-tokenization-time", hdrs)
+        self.assert_error(self.post("/tokenize", {"inputs": "a " * (TOKENIZE_LIMIT - 1)}), 413,
+                          "tei", "more than %d tokens" % TOKENIZE_LIMIT)
+        half = "a " * (TOKENIZE_LIMIT // 2)
+        self.assert_error(self.post("/tokenize", {"inputs": [half, half]}), 413, "tei",
+                          "input 1")
 
     def test_unknown_route(self):
         for method, path in (("GET", "/nope"), ("POST", "/v1/chat/completions"),

@@ -240,9 +240,9 @@ TEST(SchedulerTest, BackpressureRejectsAtOnceThenRecovers) {
   const auto before = Clock::now();
   Status rejected = scheduler.submit(c.tagged(3, 1, 2));
   const auto elapsed = Clock::now() - before;
-  EXPECT_EQ(rejected.code(), StatusCode::kUnavailable) << rejected.to_string();
+  EXPECT_EQ(rejected.code(), StatusCode::kResourceExhausted) << rejected.to_string();
   EXPECT_LT(elapsed, std::chrono::seconds(5)) << "a rejection must not wait for capacity";
-  EXPECT_EQ(scheduler.submit(c.tagged(4, 2, 2)).code(), StatusCode::kUnavailable);
+  EXPECT_EQ(scheduler.submit(c.tagged(4, 2, 2)).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(scheduler.inflight_inputs(), 5);
 
   runner.open();
@@ -301,13 +301,13 @@ TEST(SchedulerTest, CancelledJobsAreDroppedBeforeCompute) {
   auto kept = c.tagged(2, 1, 2);
   ASSERT_TRUE(scheduler.submit(cancelled).is_ok());
   ASSERT_TRUE(scheduler.submit(kept).is_ok());
-  cancelled->cancelled.store(true);
+  cancelled->cancel.cancel();
   runner.open();
   ASSERT_TRUE(c.wait_answered(3));
 
   const Collector::Outcome out = c.outcome(1);
   EXPECT_EQ(out.calls, 1);
-  EXPECT_EQ(out.result.status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(out.result.status.code(), StatusCode::kCancelled);
   EXPECT_EQ(out.result.status.message(), "request cancelled");
   EXPECT_EQ(scheduler.cancelled_sequences(), 3);
   expect_ok(c.outcome(2), *kept);
@@ -328,10 +328,10 @@ TEST(SchedulerTest, JobCancelledMidwayDropsItsRemainingSequences) {
   auto job = c.tagged(0, 5, 2);
   ASSERT_TRUE(scheduler.submit(job).is_ok());
   ASSERT_TRUE(runner.wait_started(1));  // inputs 0 and 1 are being computed
-  job->cancelled.store(true);
+  job->cancel.cancel();
   runner.open();
   ASSERT_TRUE(c.wait_answered(1));
-  EXPECT_EQ(c.outcome(0).result.status.code(), StatusCode::kUnavailable);
+  EXPECT_EQ(c.outcome(0).result.status.code(), StatusCode::kCancelled);
   EXPECT_EQ(scheduler.cancelled_sequences(), 3);
   EXPECT_TRUE(scheduler.drain(kLongWait));
   EXPECT_EQ(runner.batches().size(), 1u);
@@ -493,7 +493,7 @@ TEST(SchedulerTest, ConcurrentSubmitsAreAllAnsweredOnceAndCorrectly) {
         for (;;) {
           Status st = scheduler.submit(job);
           if (st.is_ok()) break;
-          ASSERT_EQ(st.code(), StatusCode::kUnavailable) << st.to_string();
+          ASSERT_EQ(st.code(), StatusCode::kResourceExhausted) << st.to_string();
           rejections.fetch_add(1);
           std::this_thread::yield();  // capacity frees as the worker answers; retry
         }

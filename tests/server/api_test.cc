@@ -1,5 +1,5 @@
-// The API layer in process: real routing, parsing, tokenizer and scheduler; a fake engine
-// (BatchRunner) and a fake connection (Responder). The real binary is covered by
+// The API layer in process: real routing, parsing, core service, tokenizer and scheduler; a fake
+// engine (BatchRunner) and a fake connection (Responder). The real binary is covered by
 // tests/integration.
 #include "tideserve/server/api.h"
 
@@ -9,8 +9,6 @@
 #include <mutex>
 #include <optional>
 #include <thread>
-
-#include <boost/asio/executor_work_guard.hpp>
 
 #include <simdjson.h>
 
@@ -84,44 +82,38 @@ class FakeResponder : public Responder {
 
 class ApiTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    // Responses finish on this IO thread (the API posts them there).
-    io_thread_ = std::thread([this] { io_.run(); });
-    make_api({});
-  }
+  void SetUp() override { make_api({}); }
 
   void make_api(ApiOptions options) {
-    scheduler_.reset();
+    service_.reset();
     options.model_id = "tiny";
     options.model_version = "7";
-    options.max_input_length = 16;
     options.max_client_batch_size = 4;
     metrics_ = std::make_unique<Metrics>("test");
-    api_ = std::make_unique<Api>(io_, options, *metrics_);
+    api_ = std::make_unique<Api>(options, *metrics_);
     auto tokenizer = text::Tokenizer::load(source_dir() + "/models/tideserve-tiny-zh");
     ASSERT_TRUE(tokenizer.is_ok()) << tokenizer.status().to_string();
     tokenizer_ = std::move(tokenizer).value();
-    runtime::SchedulerOptions so;
-    so.max_concurrent_requests = 3;
-    scheduler_ = std::make_unique<runtime::Scheduler>(runner_, so);
-    scheduler_->start();
+    runtime::ModelInfo info;
+    info.name = "tiny";
+    info.version = "7";
+    info.vocab_size = static_cast<int64_t>(tokenizer_->vocab_size());
+    info.max_input_length = 16;
+    runtime::ServiceOptions so;
+    so.scheduler.max_concurrent_requests = 3;
+    so.task_threads = 1;
+    service_ = std::make_unique<runtime::EmbeddingService>(runner_, *tokenizer_, info, so);
   }
 
   void TearDown() override {
     runner_.set_open(true);
-    if (scheduler_) scheduler_->drain(std::chrono::seconds(5));
-    work_.reset();
-    io_thread_.join();
+    if (service_) service_->drain(std::chrono::seconds(5));
   }
 
+  // The model is loaded: the service starts and the API serves it.
   void load() {
-    ModelHandle handle;
-    handle.tokenizer = tokenizer_.get();
-    handle.scheduler = scheduler_.get();
-    handle.hidden_size = 4;
-    handle.vocab_size = static_cast<int64_t>(tokenizer_->vocab_size());
-    handle.max_position_embeddings = 16;
-    api_->set_model(handle);
+    service_->start();
+    api_->set_service(service_.get());
     api_->set_ready(true, "");
   }
 
@@ -153,21 +145,23 @@ class ApiTest : public ::testing::Test {
     return finish(start(method, target, body, content_type, auth));
   }
 
+  simdjson::dom::element json_of(const std::string& text) {
+    simdjson::dom::element e;
+    EXPECT_EQ(parser_.parse(text).get(e), simdjson::SUCCESS) << text;
+    return e;
+  }
+
   simdjson::dom::element json(const Response& r) {
     simdjson::dom::element e;
     EXPECT_EQ(parser_.parse(r.body()).get(e), simdjson::SUCCESS) << r.body();
     return e;
   }
 
-  boost::asio::io_context io_;
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-      boost::asio::make_work_guard(io_)};
-  std::thread io_thread_;
   FakeRunner runner_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
-  std::unique_ptr<runtime::Scheduler> scheduler_;
+  std::unique_ptr<runtime::EmbeddingService> service_;
   simdjson::dom::parser parser_;
 };
 
@@ -363,6 +357,46 @@ TEST_F(ApiTest, KServeV2) {
   r = call(http::verb::post, "/v2/models/tiny/infer",
            R"({"inputs":[{"name":"text","shape":[1],"datatype":"FP32","data":[1.0]}]})");
   EXPECT_EQ(r.result_int(), 400);
+}
+
+TEST_F(ApiTest, KServeAnswersEveryInvalidInput400) {
+  load();
+  struct Case {
+    std::string data;
+    std::string needle;
+  } cases[] = {
+      {R"([""])", "empty string"},                   // the tokenizer's refusal
+      {R"(["a","b","c","d","e"])", "maximum is 4"},  // over --max-client-batch-size
+      {R"([1])", "must be strings"},
+  };
+  for (const Case& c : cases) {
+    const int n = static_cast<int>(simdjson::dom::array(json_of(c.data)).size());
+    Response r = call(http::verb::post, "/v2/models/tiny/infer",
+                      R"({"inputs":[{"name":"text","datatype":"BYTES","shape":[)" +
+                          std::to_string(n) + R"(],"data":)" + c.data + "}]}");
+    EXPECT_EQ(r.result_int(), 400) << c.data << " -> " << r.body();
+    EXPECT_NE(std::string_view(json(r)["error"]).find(c.needle), std::string_view::npos)
+        << c.data << " -> " << r.body();
+  }
+  // Too long without truncation is a size fault: 413, as on /embed.
+  Response r = call(
+      http::verb::post, "/v2/models/tiny/infer",
+      R"({"inputs":[{"name":"text","datatype":"BYTES","shape":[1],"data":["一二三四五六七八九十一二三四五六七八"]}]})");
+  EXPECT_EQ(r.result_int(), 413) << r.body();
+}
+
+TEST_F(ApiTest, TokenizeAnswerIsBounded) {
+  ApiOptions options;
+  options.max_tokenize_tokens = 8;
+  make_api(options);
+  load();
+  Response r = call(http::verb::post, "/tokenize", R"({"inputs":["一二三","四五六"]})");  // 5 + 5
+  EXPECT_EQ(r.result_int(), 413) << r.body();
+  EXPECT_EQ(std::string_view(json(r)["error_type"]), "Validation");
+  EXPECT_NE(std::string_view(json(r)["error"]).find("more than 8 tokens"), std::string_view::npos);
+  r = call(http::verb::post, "/tokenize", R"({"inputs":["一二三四五六"]})");  // 8 tokens
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  EXPECT_EQ(simdjson::dom::array(simdjson::dom::array(json(r)).at(0)).size(), 8u);
 }
 
 TEST_F(ApiTest, ApiKeyGuardsInferenceRoutesOnly) {

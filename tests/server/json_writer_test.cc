@@ -43,5 +43,22 @@ TEST(JsonWriterTest, Base64OfRawBytes) {
   EXPECT_EQ(base64_encode(bytes), "AACAPw==");
 }
 
+TEST(JsonWriterTest, ObjectsAndArraysGetTheirCommasAndQuotes) {
+  JsonWriter w;
+  w.begin_object().field("a", 1).field("s", "x\"y").key("empty").begin_array().end_array();
+  w.key("list").begin_array().value(true).null().value(int64_t{-3}).value(0.5).end_array();
+  w.key("nested").begin_object().field("n", size_t{7}).end_object();
+  w.key("v").floats(std::vector<float>{1.5f, -2.f}).key("raw").raw("12.345");
+  w.end_object();
+  EXPECT_EQ(std::move(w).take(),
+            R"({"a":1,"s":"x\"y","empty":[],"list":[true,null,-3,0.5],"nested":{"n":7},)"
+            R"("v":[1.5,-2],"raw":12.345})");
+  JsonWriter rows;
+  rows.begin_array();
+  for (int i = 0; i < 3; ++i) rows.begin_array().value(i).end_array();
+  rows.end_array();
+  EXPECT_EQ(std::move(rows).take(), "[[0],[1],[2]]");
+}
+
 }  // namespace
 }  // namespace tideserve::server

@@ -1,7 +1,9 @@
 #include "tideserve/cli/embed_command.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <future>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,10 +12,7 @@
 
 #include "tideserve/cli/cli_error.h"
 #include "tideserve/cli/common_options.h"
-#include "tideserve/engine/bert_encoder.h"
-#include "tideserve/engine/pooling.h"
-#include "tideserve/model/bert_model.h"
-#include "tideserve/text/tokenizer.h"
+#include "tideserve/runtime/model_instance.h"
 
 namespace tideserve::cli {
 
@@ -52,51 +51,49 @@ Result<std::vector<int32_t>> parse_id_list(const std::string& text) {
 }
 
 int run_embed(const EmbedArgs& args) {
-  auto pooling = engine::parse_pooling(args.pooling);
+  auto pooling = runtime::parse_pooling(args.pooling);
   if (!pooling.is_ok()) return fail(pooling.status());
-  auto model = BertModel::load(args.model_dir);
-  if (!model.is_ok()) return fail(model.status());
-  auto encoder = engine::BertEncoder::create(
-      **model, {.threads = args.threads, .precision = dtype_precision(args.dtype)});
-  if (!encoder.is_ok()) return fail(encoder.status());
-
-  std::unique_ptr<text::Tokenizer> tokenizer;
-  if (!args.ids) {
-    auto loaded = text::Tokenizer::load(args.model_dir);
-    if (!loaded.is_ok()) return fail(loaded.status());
-    tokenizer = std::move(loaded).value();
-  }
-  const int64_t max_length =
-      args.max_length > 0 ? args.max_length : (*model)->config().max_position_embeddings;
-  std::vector<int32_t> input_ids, type_ids;
-  std::vector<int32_t> cu_seqlens = {0};
+  runtime::EmbedRequest request;
   for (const std::string& input : args.inputs) {
     if (args.ids) {
       auto ids = parse_id_list(input);
       if (!ids.is_ok()) return fail(ids.status());
-      input_ids.insert(input_ids.end(), ids->begin(), ids->end());
-      type_ids.resize(input_ids.size(), 0);
+      request.inputs.push_back(runtime::EmbedInput::from_ids(std::move(ids).value()));
     } else {
-      text::EncodeOptions options;
-      options.max_length = static_cast<size_t>(max_length);
-      auto encoding = tokenizer->encode(input, options);
-      if (!encoding.is_ok()) return fail(encoding.status());
-      input_ids.insert(input_ids.end(), encoding->ids.begin(), encoding->ids.end());
-      type_ids.insert(type_ids.end(), encoding->type_ids.begin(), encoding->type_ids.end());
+      request.inputs.push_back(runtime::EmbedInput::from_text(input));
     }
-    cu_seqlens.push_back(static_cast<int32_t>(input_ids.size()));
   }
-  engine::EncoderOutput output;
-  Status st = (*encoder)->forward({input_ids, type_ids, cu_seqlens}, output);
-  if (!st.is_ok()) return fail(st);
-  std::vector<float> pooled =
-      engine::pool(output.hidden, output.hidden_size, cu_seqlens, *pooling, args.normalize);
-  const int64_t h = output.hidden_size;
-  for (size_t s = 0; s + 1 < cu_seqlens.size(); ++s) {
+  // Texts are cut to --max-length; token id lists are taken as given.
+  request.truncation = {.enabled = !args.ids, .max_length = args.max_length};
+  request.pooling = *pooling;
+  request.normalize = args.normalize;
+
+  runtime::ModelOptions options;
+  options.model_dir = args.model_dir;
+  options.warm_up = false;
+  options.engine = {.threads = args.threads, .precision = dtype_precision(args.dtype)};
+  options.service.task_threads = 1;
+  // Every input in one job: as few engine batches as the inputs allow, none refused for capacity.
+  runtime::SchedulerOptions& scheduler = options.service.scheduler;
+  scheduler.max_concurrent_requests = std::max<int64_t>(
+      scheduler.max_concurrent_requests, static_cast<int64_t>(request.inputs.size()));
+  scheduler.max_batch_tokens = int64_t{1} << 20;
+  auto instance = runtime::ModelInstance::load(options);
+  if (!instance.is_ok()) return fail(instance.status());
+
+  std::promise<Result<runtime::EmbedResult>> answer;
+  (*instance)->service().embed(
+      std::move(request), runtime::CancelToken(),
+      [&answer](Result<runtime::EmbedResult> result) { answer.set_value(std::move(result)); });
+  Result<runtime::EmbedResult> result = answer.get_future().get();
+  if (!result.is_ok()) return fail(result.status());
+  for (size_t s = 0; s < result->size(); ++s) {
     std::string line = "[";
-    for (int64_t c = 0; c < h; ++c) {
-      if (c > 0) line += ',';
-      line += fmt::format("{}", pooled[s * h + c]);
+    bool first = true;
+    for (float v : result->row(s)) {
+      if (!first) line += ',';
+      first = false;
+      line += fmt::format("{}", v);
     }
     line += "]\n";
     std::fwrite(line.data(), 1, line.size(), stdout);

@@ -7,17 +7,12 @@
 #include "tideserve/cli/embed_command.h"
 #include "tideserve/cli/serve_command.h"
 #include "tideserve/cli/tokenize_command.h"
-
-namespace {
-
-constexpr const char* kVersion = "0.1.0";
-
-}  // namespace
+#include "tideserve/util/version.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tideserve: a model server for transformer encoders (BERT family)", "tideserve"};
   app.require_subcommand(0, 1);
-  app.set_version_flag("--version", kVersion);
+  app.set_version_flag("--version", tideserve::kVersion);
   tideserve::cli::add_serve_command(app);
   tideserve::cli::add_embed_command(app);
   tideserve::cli::add_tokenize_command(app);

@@ -28,20 +28,26 @@ struct ServeArgs {
   std::string pooling = "cls";
   std::string dtype = "fp32";
   std::string log_level = "info";
+  // Whole seconds on the command line; the HTTP layer's defaults.
+  int header_timeout_s = static_cast<int>(server::HttpOptions{}.header_timeout.count());
+  int idle_timeout_s = static_cast<int>(server::HttpOptions{}.idle_timeout.count());
 };
 
 int run_serve(ServeArgs& args) {
-  auto pooling = engine::parse_pooling(args.pooling);
+  auto pooling = runtime::parse_pooling(args.pooling);
   if (!pooling.is_ok()) return fail(pooling.status());
-  args.options.pooling = *pooling;
-  args.options.precision = dtype_precision(args.dtype);
+  server::ServeOptions& o = args.options;
+  o.model.pooling = *pooling;
+  o.model.engine.precision = dtype_precision(args.dtype);
+  o.http.header_timeout = std::chrono::seconds(args.header_timeout_s);
+  o.http.idle_timeout = std::chrono::seconds(args.idle_timeout_s);
   LogLevel level = LogLevel::kInfo;
   if (!parse_log_level(args.log_level, level)) {
     return fail(
         invalid_argument("bad --log-level '" + args.log_level + "' (debug, info, warning, error)"));
   }
   set_log_level(level);
-  return server::serve(args.options);
+  return server::serve(o);
 }
 
 }  // namespace
@@ -49,15 +55,17 @@ int run_serve(ServeArgs& args) {
 void add_serve_command(CLI::App& app) {
   auto args = std::make_shared<ServeArgs>();
   server::ServeOptions& o = args->options;
+  runtime::ModelOptions& model = o.model;
+  runtime::SchedulerOptions& scheduler = o.model.service.scheduler;
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over HTTP");
-  cmd->add_option("--model", o.model_dir, "Model directory")->envname("MODEL_NAME")->required();
-  cmd->add_option("--model-id", o.model_id, "Model name in APIs (default: directory name)")
+  cmd->add_option("--model", model.model_dir, "Model directory")->envname("MODEL_NAME")->required();
+  cmd->add_option("--model-id", model.name, "Model name in APIs (default: directory name)")
       ->envname("MODEL_ID");
-  cmd->add_option("--model-version", o.model_version, "Model version reported by the APIs")
+  cmd->add_option("--model-version", model.version, "Model version reported by the APIs")
       ->envname("MODEL_VERSION")
       ->capture_default_str();
-  cmd->add_option("--host", o.host, "Listen address")->envname("HOST")->capture_default_str();
-  cmd->add_option("--port", o.port, "Listen port (0: any free port)")
+  cmd->add_option("--host", o.http.host, "Listen address")->envname("HOST")->capture_default_str();
+  cmd->add_option("--port", o.http.port, "Listen port (0: any free port)")
       ->envname("PORT")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
@@ -65,67 +73,82 @@ void add_serve_command(CLI::App& app) {
       ->envname("IO_THREADS")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  cmd->add_option("--threads", o.engine_threads,
+  cmd->add_option("--threads", model.engine.threads,
                   "Engine threads (0 = usable CPUs: affinity, capped by a cgroup CPU quota)")
       ->envname("TIDESERVE_THREADS")
       ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--tokenization-workers", model.service.task_threads,
+                  "Threads that tokenize and serialize off the IO threads (0 = a quarter of the "
+                  "usable CPUs, 1 to 4)")
+      ->envname("TOKENIZATION_WORKERS")
+      ->check(CLI::Range(0, 64))
       ->capture_default_str();
   add_dtype_option(cmd, args->dtype);
   cmd->add_option("--pooling", args->pooling, "Pooling for /embed, /v1/embeddings, /v2 infer")
       ->envname("POOLING")
       ->check(CLI::IsMember({"cls", "mean"}))
       ->capture_default_str();
-  cmd->add_option("--max-concurrent-requests", o.max_concurrent_requests,
+  cmd->add_option("--max-concurrent-requests", scheduler.max_concurrent_requests,
                   "Inputs in flight before 429")
       ->envname("MAX_CONCURRENT_REQUESTS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();
-  cmd->add_option("--max-client-batch-size", o.max_client_batch_size, "Inputs per request")
+  cmd->add_option("--max-client-batch-size", o.api.max_client_batch_size, "Inputs per request")
       ->envname("MAX_CLIENT_BATCH_SIZE")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
-  cmd->add_option("--max-input-length", o.max_input_length,
+  cmd->add_option("--max-input-length", model.max_input_length,
                   "Tokens per input (0 = the model's max_position_embeddings)")
       ->envname("MAX_INPUT_LENGTH")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))
       ->capture_default_str();
-  cmd->add_option("--max-batch-tokens", o.max_batch_tokens, "Real tokens per engine batch")
+  cmd->add_option("--max-tokenize-tokens", o.api.max_tokenize_tokens,
+                  "Tokens one /tokenize request may answer, all inputs together (413 beyond)")
+      ->envname("MAX_TOKENIZE_TOKENS")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-batch-tokens", scheduler.max_batch_tokens, "Real tokens per engine batch")
       ->envname("MAX_BATCH_TOKENS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
       ->capture_default_str();
-  cmd->add_option("--max-batch-requests", o.max_batch_requests, "Inputs per engine batch")
+  cmd->add_option("--max-batch-requests", scheduler.max_batch_requests, "Inputs per engine batch")
       ->envname("MAX_BATCH_REQUESTS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->capture_default_str();
-  cmd->add_option("--batch-wait-us", o.batch_wait_us, "Wait for more work before a batch (us)")
+  cmd->add_option("--batch-wait-us", scheduler.batch_wait_us,
+                  "Wait for more work before a batch (us)")
       ->envname("BATCH_WAIT_US")
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
       ->capture_default_str();
-  cmd->add_option("--api-key", o.api_key, "Bearer key required on inference routes")
+  cmd->add_option("--api-key", o.api.api_key, "Bearer key required on inference routes")
       ->envname("API_KEY");
-  cmd->add_option("--payload-limit", o.payload_limit, "Request body limit in bytes (413 beyond)")
+  cmd->add_option("--payload-limit", o.http.payload_limit,
+                  "Request body limit in bytes (413 beyond)")
       ->envname("PAYLOAD_LIMIT")
       ->check(CLI::Range(int64_t{1024}, int64_t{1} << 30))
       ->capture_default_str();
-  cmd->add_option("--header-timeout", o.header_timeout_s,
+  cmd->add_option("--header-timeout", args->header_timeout_s,
                   "Seconds to receive a whole request once it started")
       ->envname("HEADER_TIMEOUT")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
-  cmd->add_option("--idle-timeout", o.idle_timeout_s, "Seconds a keep-alive connection may idle")
+  cmd->add_option("--idle-timeout", args->idle_timeout_s,
+                  "Seconds a keep-alive connection may idle")
       ->envname("IDLE_TIMEOUT")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
-  cmd->add_option("--max-requests-per-connection", o.max_requests_per_connection, "Keep-alive cap")
+  cmd->add_option("--max-requests-per-connection", o.http.max_requests_per_connection,
+                  "Keep-alive cap")
       ->envname("MAX_REQUESTS_PER_CONNECTION")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();
-  cmd->add_option("--drain-delay", o.drain_delay_s,
+  cmd->add_option("--drain-delay", o.lifecycle.drain_delay_s,
                   "Seconds to keep answering after SIGTERM before closing the listener")
       ->envname("DRAIN_DELAY")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  cmd->add_option("--shutdown-timeout", o.shutdown_timeout_s,
+  cmd->add_option("--shutdown-timeout", o.lifecycle.shutdown_timeout_s,
                   "Seconds after SIGTERM by which the process exits")
       ->envname("SHUTDOWN_TIMEOUT")
       ->check(CLI::Range(0.0, 3600.0))

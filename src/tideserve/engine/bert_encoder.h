@@ -16,6 +16,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "tideserve/engine/flat_batch.h"
 #include "tideserve/engine/linear.h"
 #include "tideserve/model/bert_model.h"
 #include "tideserve/util/status.h"
@@ -30,19 +31,6 @@ struct EncoderOptions {
   // A batch whose GEMM work per layer is below this runs on one thread (0: always `threads`).
   // 20 MFLOP is ~0.3 ms of one core here, the scale at which fork/join and wake-ups eat the gain.
   double min_parallel_layer_flops = 20e6;
-};
-
-// One batch: sequence s owns tokens [cu_seqlens[s], cu_seqlens[s+1]). Positions restart at 0 in
-// each sequence. token_type_ids may be empty (all 0).
-struct EncoderBatch {
-  std::span<const int32_t> input_ids;
-  std::span<const int32_t> token_type_ids;
-  std::span<const int32_t> cu_seqlens;
-
-  int64_t num_tokens() const { return static_cast<int64_t>(input_ids.size()); }
-  int64_t num_sequences() const {
-    return cu_seqlens.empty() ? 0 : static_cast<int64_t>(cu_seqlens.size()) - 1;
-  }
 };
 
 struct EncoderOutput {

@@ -54,19 +54,21 @@ constexpr int32_t kWarmUpIdRange = 32;
 constexpr int64_t kWarmUpBatchTokenCap = 256;
 
 Status run_shape(BatchRunner& runner, const std::vector<int64_t>& lengths) {
-  std::vector<int32_t> ids, type_ids, cu_seqlens{0};
+  engine::FlatBatch batch;
+  std::vector<int32_t> ids;
   for (int64_t len : lengths) {
+    ids.clear();
     for (int64_t t = 0; t < len; ++t) ids.push_back(static_cast<int32_t>(t % kWarmUpIdRange));
-    cu_seqlens.push_back(static_cast<int32_t>(ids.size()));
+    batch.add(ids);
   }
-  type_ids.assign(ids.size(), 0);
   std::vector<engine::Pooling> pooling(lengths.size(), engine::Pooling::kMean);
   std::vector<uint8_t> normalize(lengths.size(), 1);
   BatchOutput output;
-  Status status = runner.run({ids, type_ids, cu_seqlens, pooling, normalize}, output);
+  Status status = runner.run(
+      {batch.input_ids(), batch.token_type_ids(), batch.cu_seqlens(), pooling, normalize}, output);
   if (!status.is_ok()) {
     return Status(status.code(), fmt::format("warm-up batch of {} sequences, {} tokens: {}",
-                                             lengths.size(), ids.size(), status.message()));
+                                             lengths.size(), batch.num_tokens(), status.message()));
   }
   return Status::ok();
 }

@@ -9,10 +9,6 @@
 namespace tideserve::runtime {
 namespace {
 
-Status unavailable(std::string message) {
-  return Status(StatusCode::kUnavailable, std::move(message));
-}
-
 double ms_between(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
@@ -108,7 +104,7 @@ Status Scheduler::submit(std::shared_ptr<Job> job) {
     if (!accepting_) return unavailable("the scheduler is draining");
     const int64_t inflight = inflight_.load(std::memory_order_relaxed);
     if (inflight + num_inputs > options_.max_concurrent_requests) {
-      return unavailable(
+      return resource_exhausted(
           fmt::format("{} inputs in flight, limit {}", inflight, options_.max_concurrent_requests));
     }
     // Only submit (under mutex_) adds; the worker may subtract concurrently, so the check above
@@ -202,7 +198,7 @@ void Scheduler::remove_queued_locked(const Pending& pending) {
 
 void Scheduler::drop_cancelled_locked(std::vector<std::shared_ptr<Pending>>& dropped) {
   for (const std::shared_ptr<Pending>& p : queue_) {
-    if (p->job->cancelled.load(std::memory_order_relaxed)) dropped.push_back(p);
+    if (p->job->cancel.cancelled()) dropped.push_back(p);
   }
   for (const std::shared_ptr<Pending>& p : dropped) {
     cancelled_.fetch_add(p->num_inputs - static_cast<int64_t>(p->next_input),
@@ -258,23 +254,16 @@ void Scheduler::finish(Pending& pending, Status status, const JobTimings& timing
 void Scheduler::run_batch(std::vector<Slot>& slots,
                           const std::function<void(const BatchStats&)>& observer) {
   const int64_t hidden = runner_.hidden_size();
-  std::vector<int32_t> input_ids, token_type_ids, cu_seqlens;
+  engine::FlatBatch& batch = batch_;  // reused across batches (worker thread only)
+  batch.clear();
   std::vector<engine::Pooling> pooling;
   std::vector<uint8_t> normalize;
-  cu_seqlens.reserve(slots.size() + 1);
-  cu_seqlens.push_back(0);
   pooling.reserve(slots.size());
   normalize.reserve(slots.size());
   for (const Slot& slot : slots) {
     const Job& job = *slot.pending->job;
     const Sequence& seq = job.inputs[slot.input];
-    input_ids.insert(input_ids.end(), seq.ids.begin(), seq.ids.end());
-    if (seq.type_ids.empty()) {
-      token_type_ids.resize(token_type_ids.size() + seq.ids.size(), 0);
-    } else {
-      token_type_ids.insert(token_type_ids.end(), seq.type_ids.begin(), seq.type_ids.end());
-    }
-    cu_seqlens.push_back(static_cast<int32_t>(input_ids.size()));
+    batch.add(seq.ids, seq.type_ids);
     pooling.push_back(job.pooling);
     normalize.push_back(job.normalize ? 1 : 0);
   }
@@ -288,7 +277,8 @@ void Scheduler::run_batch(std::vector<Slot>& slots,
       p.embeddings.assign(static_cast<size_t>(p.num_inputs * hidden), 0.f);
     }
   }
-  BatchInput input{input_ids, token_type_ids, cu_seqlens, pooling, normalize};
+  BatchInput input{batch.input_ids(), batch.token_type_ids(), batch.cu_seqlens(), pooling,
+                   normalize};
   BatchOutput output;
   Status status = runner_.run(input, output);
   const Clock::time_point batch_end = Clock::now();
@@ -298,7 +288,7 @@ void Scheduler::run_batch(std::vector<Slot>& slots,
                                         output.pooled.size(), slots.size(), hidden));
   }
   if (observer) {
-    observer(BatchStats{static_cast<int64_t>(slots.size()), static_cast<int64_t>(input_ids.size()),
+    observer(BatchStats{static_cast<int64_t>(slots.size()), batch.num_tokens(),
                         ms_between(batch_start, batch_end)});
   }
 
@@ -358,7 +348,7 @@ void Scheduler::worker_loop() {
       observer = batch_observer_;
     }
     for (const std::shared_ptr<Pending>& p : dropped) {
-      finish(*p, unavailable("request cancelled"));
+      finish(*p, cancelled_error("request cancelled"));
     }
     dropped.clear();
     if (!slots.empty()) run_batch(slots, observer);

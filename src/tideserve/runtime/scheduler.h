@@ -1,12 +1,14 @@
 // The runtime between the API front ends and the engine: bounded admission, a token-budget
 // batcher over a FIFO of sequences, and one engine worker thread.
 //
-//   submit(job) --(admission: inputs in flight <= max_concurrent_requests, else kUnavailable)-->
+//   submit(job) --(admission: inputs in flight <= max_concurrent_requests, else
+//   kResourceExhausted)-->
 //   FIFO of sequences --(engine worker: next batch = sequences in order while the sum of real
 //   tokens <= max_batch_tokens and count <= max_batch_requests)--> BatchRunner::run
 //   --> each job's on_done, once all its sequences are computed (or it failed / was cancelled).
 //
-// Nothing here knows HTTP. Compute runs only on the engine worker thread.
+// Nothing here knows HTTP. Compute runs only on the engine worker thread. Front ends do not use
+// the scheduler directly: they call the core service (embedding_service.h), which owns the jobs.
 #pragma once
 
 #include <atomic>
@@ -21,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "tideserve/engine/flat_batch.h"
 #include "tideserve/engine/pooling.h"
 #include "tideserve/util/status.h"
 
@@ -64,13 +67,24 @@ class BatchRunner {
   virtual int64_t hidden_size() const = 0;
 };
 
+// Set once from any thread when the caller no longer wants the answer; copies share the flag.
+class CancelToken {
+ public:
+  CancelToken() : flag_(std::make_shared<std::atomic<bool>>(false)) {}
+  void cancel() const { flag_->store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return flag_->load(std::memory_order_relaxed); }
+
+ private:
+  std::shared_ptr<std::atomic<bool>> flag_;
+};
+
 struct JobTimings {
   double queue_ms = 0;      // admitted -> first of its sequences enters a batch
   double inference_ms = 0;  // first batch start -> last batch end, for this job
 };
 
 struct JobResult {
-  Status status;                  // ok, or why not (kUnavailable when cancelled / shut down)
+  Status status;  // ok, or why not (kCancelled when cancelled, kUnavailable when shut down)
   std::vector<float> embeddings;  // [num_inputs, hidden_size]
   int64_t hidden_size = 0;
   int64_t prompt_tokens = 0;
@@ -86,9 +100,9 @@ struct Job {
   // drain() or the destructor only for a scheduler that was never started). A rejected submit
   // never calls it. Keep it cheap: post the result to an IO executor.
   std::function<void(JobResult&&)> on_done;
-  // Set from any thread when the client went away; the job's sequences not yet computed are
-  // dropped before compute and on_done gets kCancelled-like status (kUnavailable).
-  std::atomic<bool> cancelled{false};
+  // Cancelled from any thread when the client went away; the job's sequences not yet computed
+  // are dropped before compute and on_done gets kCancelled.
+  CancelToken cancel;
 };
 
 // Per-batch figures for metrics.
@@ -110,8 +124,8 @@ class Scheduler {
   // Starts the engine worker thread.
   void start();
 
-  // Admits the job or refuses it at once: kUnavailable when admitting it would exceed
-  // max_concurrent_requests inputs in flight or when the scheduler is draining/stopped;
+  // Admits the job or refuses it at once: kResourceExhausted when admitting it would exceed
+  // max_concurrent_requests inputs in flight, kUnavailable when the scheduler is draining/stopped;
   // kInvalidArgument for a null job or on_done, an empty job, an empty sequence, a sequence longer
   // than max_batch_tokens, type_ids of the wrong length, or more inputs than
   // max_concurrent_requests (a job that could never be admitted).
@@ -169,6 +183,7 @@ class Scheduler {
   std::atomic<int64_t> queued_{0};
   std::atomic<int64_t> cancelled_{0};
   std::function<void(const BatchStats&)> batch_observer_;  // guarded by mutex_
+  engine::FlatBatch batch_;  // the worker's batch, reused (worker thread only)
 };
 
 // The production runner (EncoderRunner) and warm_up() are in encoder_runner.h.

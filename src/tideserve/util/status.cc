@@ -14,6 +14,10 @@ const char* status_code_name(StatusCode code) {
       return "out_of_range";
     case StatusCode::kFailedPrecondition:
       return "failed_precondition";
+    case StatusCode::kResourceExhausted:
+      return "resource_exhausted";
+    case StatusCode::kCancelled:
+      return "cancelled";
     case StatusCode::kUnavailable:
       return "unavailable";
     case StatusCode::kInternal:

@@ -17,7 +17,9 @@ enum class StatusCode {
   kNotFound,         // a file, tensor or route that does not exist
   kOutOfRange,       // a length or index beyond a limit
   kFailedPrecondition,
-  kUnavailable,  // over capacity, not ready, draining
+  kResourceExhausted,  // over capacity right now: retrying later can succeed (HTTP 429)
+  kCancelled,          // the caller went away before the answer (HTTP 499)
+  kUnavailable,        // not ready, draining, shutting down (HTTP 503)
   kInternal,
 };
 
@@ -48,6 +50,15 @@ inline Status not_found(std::string message) {
 }
 inline Status out_of_range(std::string message) {
   return Status(StatusCode::kOutOfRange, std::move(message));
+}
+inline Status resource_exhausted(std::string message) {
+  return Status(StatusCode::kResourceExhausted, std::move(message));
+}
+inline Status cancelled_error(std::string message) {
+  return Status(StatusCode::kCancelled, std::move(message));
+}
+inline Status unavailable(std::string message) {
+  return Status(StatusCode::kUnavailable, std::move(message));
 }
 inline Status internal_error(std::string message) {
   return Status(StatusCode::kInternal, std::move(message));

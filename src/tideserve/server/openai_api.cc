@@ -1,0 +1,131 @@
+// OpenAI-compatible routes: POST /v1/embeddings, GET /v1/models. Every invalid request is 400.
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "tideserve/server/api.h"
+#include "tideserve/server/json_writer.h"
+
+namespace tideserve::server {
+
+namespace {
+
+struct EmbeddingsRequest {
+  runtime::EmbedRequest embed;
+  bool base64 = false;
+  std::string model;
+};
+
+Status read_ids(element list, std::vector<int32_t>& out) {
+  for (element id : simdjson::dom::array(list)) {
+    if (id.type() != element_type::INT64) return invalid_argument("token ids must be integers");
+    const int64_t v = int64_t(id);
+    if (v < 0 || v > INT32_MAX)
+      return invalid_argument(fmt::format("token id {} is out of range", v));
+    out.push_back(static_cast<int32_t>(v));
+  }
+  return Status::ok();
+}
+
+// "input": a string, a list of strings, a list of token ids, or a list of token id lists.
+Status read_input(element body, std::vector<runtime::EmbedInput>& inputs) {
+  auto input = field(body, "input");
+  if (!input) return invalid_argument("missing field 'input'");
+  if (input->type() == element_type::STRING) {
+    inputs.push_back(runtime::EmbedInput::from_text(std::string(std::string_view(*input))));
+    return Status::ok();
+  }
+  if (input->type() != element_type::ARRAY) {
+    return invalid_argument(
+        std::string("'input' must be a string, a list of strings or token id lists, not ") +
+        type_name(input->type()));
+  }
+  simdjson::dom::array list(*input);
+  if (list.size() == 0) return invalid_argument("'input' is an empty list");
+  element first = list.at(0).value_unsafe();
+  if (first.type() == element_type::INT64 || first.type() == element_type::UINT64) {
+    std::vector<int32_t> ids;
+    TS_RETURN_IF_ERROR(read_ids(*input, ids));
+    inputs.push_back(runtime::EmbedInput::from_ids(std::move(ids)));
+    return Status::ok();
+  }
+  for (element item : list) {
+    if (item.type() == element_type::STRING) {
+      inputs.push_back(runtime::EmbedInput::from_text(std::string(std::string_view(item))));
+    } else if (item.type() == element_type::ARRAY) {
+      std::vector<int32_t> ids;
+      TS_RETURN_IF_ERROR(read_ids(item, ids));
+      inputs.push_back(runtime::EmbedInput::from_ids(std::move(ids)));
+    } else {
+      return invalid_argument(std::string("'input' items must be strings or token id lists, not ") +
+                              type_name(item.type()));
+    }
+  }
+  return Status::ok();
+}
+
+Status parse_embeddings(element body, int64_t max_inputs, int64_t hidden_size,
+                        EmbeddingsRequest& request) {
+  TS_RETURN_IF_ERROR(read_input(body, request.embed.inputs));
+  TS_RETURN_IF_ERROR(check_input_count(request.embed.inputs.size(), max_inputs));
+  std::string_view format = "float";
+  TS_RETURN_IF_ERROR(read_choice(body, "encoding_format", {"float", "base64"}, format));
+  request.base64 = format == "base64";
+  if (auto v = field(body, "dimensions"); v && v->type() != element_type::NULL_VALUE) {
+    if (v->type() != element_type::INT64 || int64_t(*v) != hidden_size) {
+      return invalid_argument(
+          fmt::format("'dimensions' is not supported: this model's embeddings have {} dimensions",
+                      hidden_size));
+    }
+  }
+  read_string_if_present(body, "model", request.model);
+  request.embed.normalize = true;  // OpenAI embeddings are unit vectors
+  return Status::ok();
+}
+
+}  // namespace
+
+void openai_embeddings(Api& api, const CallPtr& call) {
+  EmbeddingsRequest request;
+  request.model = api.options().model_id;
+  if (Status st = parse_embeddings(call->body, api.options().max_client_batch_size,
+                                   api.service()->info().hidden_size, request);
+      !st.is_ok()) {
+    return api.reply_status(call, st);
+  }
+  api.embed(call, std::move(request.embed),
+            [&api, base64 = request.base64, model = std::move(request.model)](
+                const CallPtr& c, runtime::EmbedResult&& r) {
+              JsonWriter w;
+              w.reserve(r.embeddings.size() * 12);
+              w.begin_object().field("object", "list").key("data").begin_array();
+              for (size_t i = 0; i < r.size(); ++i) {
+                w.begin_object().field("object", "embedding").field("index", i);
+                w.key("embedding");
+                std::span<const float> row = r.row(i);
+                if (base64) {
+                  std::vector<uint8_t> bytes(row.size() * sizeof(float));
+                  std::memcpy(bytes.data(), row.data(), bytes.size());
+                  w.value(base64_encode(bytes));
+                } else {
+                  w.floats(row);
+                }
+                w.end_object();
+              }
+              w.end_array().field("model", model);
+              w.key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
+              w.field("total_tokens", r.prompt_tokens).end_object().end_object();
+              api.reply_json(c, 200, std::move(w).take());
+            });
+}
+
+void openai_models(Api& api, const CallPtr& call) {
+  JsonWriter w;
+  w.begin_object().field("object", "list").key("data").begin_array();
+  w.begin_object().field("id", api.options().model_id).field("object", "model");
+  w.field("created", 0).field("owned_by", "tideserve").end_object();
+  w.end_array().end_object();
+  api.reply_json(call, 200, std::move(w).take());
+}
+
+}  // namespace tideserve::server

@@ -1,0 +1,86 @@
+#include "tideserve/server/routes.h"
+
+#include <boost/beast/http/verb.hpp>
+
+namespace tideserve::server {
+
+namespace {
+
+using boost::beast::http::verb;
+
+// Splits off the next '/'-separated segment of `path` (which starts with '/').
+bool next_segment(std::string_view& path, std::string_view& segment) {
+  if (path.empty() || path.front() != '/') return false;
+  path.remove_prefix(1);
+  const size_t end = path.find('/');
+  segment = path.substr(0, end);
+  path = end == std::string_view::npos ? std::string_view() : path.substr(end);
+  return true;
+}
+
+// `pattern` segments are literal or {param}; a parameter matches one non-empty segment.
+bool matches(std::string_view pattern, std::string_view path, RouteParams& params) {
+  std::string_view want, got;
+  RouteParams found;
+  while (next_segment(pattern, want)) {
+    if (!next_segment(path, got)) return false;
+    if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
+      if (got.empty()) return false;
+      (want == "{version}" ? found.version : found.name) = std::string(got);
+    } else if (want != got) {
+      return false;
+    }
+  }
+  if (!path.empty()) return false;
+  params = std::move(found);
+  return true;
+}
+
+}  // namespace
+
+RouteTable::Match RouteTable::match(verb method, std::string_view path) const {
+  Match m;
+  for (const Route& route : routes_) {
+    RouteParams params;
+    if (!matches(route.pattern, path, params)) continue;
+    if (route.method == method || (route.method == verb::get && method == verb::head)) {
+      m.route = &route;
+      m.params = std::move(params);
+      m.allow.clear();
+      return m;
+    }
+    if (m.allow.empty()) m.family = route.family;
+    if (!m.allow.empty()) m.allow += ", ";
+    m.allow += std::string(boost::beast::http::to_string(route.method));
+  }
+  return m;
+}
+
+const RouteTable& api_routes() {
+  // {method, pattern, family, auth, model, handler}
+  static const RouteTable table({
+      {verb::get, "/health", Family::kSeed, false, false, seed_health},
+      {verb::post, "/predict", Family::kSeed, true, true, seed_predict},
+      {verb::post, "/embed", Family::kTei, true, true, tei_embed},
+      {verb::post, "/tokenize", Family::kTei, true, true, tei_tokenize},
+      {verb::get, "/info", Family::kTei, false, false, tei_info},
+      {verb::post, "/v1/embeddings", Family::kOpenAi, true, true, openai_embeddings},
+      {verb::get, "/v1/models", Family::kOpenAi, true, false, openai_models},
+      {verb::get, "/v2", Family::kKServe, false, false, kserve_server_metadata},
+      {verb::get, "/v2/health/live", Family::kKServe, false, false, kserve_live},
+      {verb::get, "/v2/health/ready", Family::kKServe, false, false, kserve_ready},
+      {verb::get, "/v2/models/{name}", Family::kKServe, false, false, kserve_model_metadata},
+      {verb::get, "/v2/models/{name}/versions/{version}", Family::kKServe, false, false,
+       kserve_model_metadata},
+      {verb::get, "/v2/models/{name}/ready", Family::kKServe, false, false, kserve_model_ready},
+      {verb::get, "/v2/models/{name}/versions/{version}/ready", Family::kKServe, false, false,
+       kserve_model_ready},
+      {verb::post, "/v2/models/{name}/infer", Family::kKServe, true, true, kserve_infer},
+      {verb::post, "/v2/models/{name}/versions/{version}/infer", Family::kKServe, true, true,
+       kserve_infer},
+      {verb::get, "/metrics", Family::kPlain, false, false, metrics_route},
+  });
+  return table;
+}
+
+}  // namespace tideserve::server

@@ -1,0 +1,104 @@
+// The route table: every route of the server on one page (routes.cc), each with its method,
+// path pattern, API family, whether it needs the API key and the loaded model, and its handler.
+// 404, 405 (with Allow), HEAD and the metrics route label all come from it.
+//
+// Handlers live in one file per API family: seed_api.cc (/health, /predict), tei_api.cc
+// (/embed, /tokenize, /info), openai_api.cc (/v1/...), kserve_api.cc (/v2/...); /metrics is
+// api.cc's own.
+#pragma once
+
+#include <utility>  // must precede Asio under C++20 with g++ 12
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/beast/http/verb.hpp>
+
+#include "tideserve/server/errors.h"
+#include "tideserve/server/http_server.h"
+#include "tideserve/server/request_json.h"
+
+namespace tideserve::server {
+
+class Api;
+struct Route;
+
+// What a pattern's {name} and {version} segments matched.
+struct RouteParams {
+  std::string name;
+  std::string version;
+};
+
+// One request being answered.
+struct Call {
+  Request request;
+  std::shared_ptr<Responder> responder;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  const Route* route = nullptr;  // null until matched
+  Family family = Family::kPlain;
+  std::string_view label = "other";  // the route pattern, for metrics
+  RouteParams params;
+  // The parsed JSON body of a route with `model` set (valid while its handler runs on the IO
+  // thread that parsed it; copy what outlives that).
+  element body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+};
+using CallPtr = std::shared_ptr<Call>;
+using RouteHandler = void (*)(Api& api, const CallPtr& call);
+
+struct Route {
+  boost::beast::http::verb method;
+  std::string_view pattern;  // "/v2/models/{name}/versions/{version}/infer"
+  Family family;
+  bool auth;   // needs the API key (when one is set)
+  bool model;  // needs the loaded model (503 before) and a JSON object body
+  RouteHandler handler;
+};
+
+class RouteTable {
+ public:
+  explicit RouteTable(std::vector<Route> routes) : routes_(std::move(routes)) {}
+
+  struct Match {
+    const Route* route = nullptr;  // the route for this method and path
+    RouteParams params;
+    // No route for the method but some for the path: their methods ("GET, POST") and the
+    // family of the first.
+    std::string allow;
+    Family family = Family::kPlain;
+  };
+  // HEAD matches a GET route.
+  Match match(boost::beast::http::verb method, std::string_view path) const;
+
+ private:
+  std::vector<Route> routes_;
+};
+
+// The server's routes (routes.cc).
+const RouteTable& api_routes();
+
+// Handlers, by family file.
+// seed_api.cc
+void seed_health(Api& api, const CallPtr& call);
+void seed_predict(Api& api, const CallPtr& call);
+// tei_api.cc
+void tei_embed(Api& api, const CallPtr& call);
+void tei_tokenize(Api& api, const CallPtr& call);
+void tei_info(Api& api, const CallPtr& call);
+// openai_api.cc
+void openai_embeddings(Api& api, const CallPtr& call);
+void openai_models(Api& api, const CallPtr& call);
+// kserve_api.cc
+void kserve_server_metadata(Api& api, const CallPtr& call);
+void kserve_live(Api& api, const CallPtr& call);
+void kserve_ready(Api& api, const CallPtr& call);
+void kserve_model_metadata(Api& api, const CallPtr& call);
+void kserve_model_ready(Api& api, const CallPtr& call);
+void kserve_infer(Api& api, const CallPtr& call);
+// api.cc
+void metrics_route(Api& api, const CallPtr& call);
+
+}  // namespace tideserve::server
