@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # How to split 2 cores between HTTP IO threads and engine threads: serves the bundled tiny model
 # with each (io, engine) pair and loads /predict with wrk (which shares the same cores).
-# usage: bench/e2e/thread_split.sh [seconds per run] [concurrency]
+# usage: [TIDESERVE_BINARY=path] bench/e2e/thread_split.sh [seconds per run] [concurrency]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds="${1:-5}"
 connections="${2:-32}"
-binary=build/release/tideserve
+binary="${TIDESERVE_BINARY:-build/release/tideserve}"  # another build to compare: TIDESERVE_BINARY=...
 [ -x "$binary" ] || make build >/dev/null
 bodies="$(mktemp)"
 log="$(mktemp)"
