@@ -25,8 +25,10 @@
 namespace tideserve::server {
 
 struct ApiOptions {
-  std::string model_id = "tideserve";  // the served model's name (known before it loads)
-  std::string model_version = "1";
+  // The served model's name and version, known before it loads (serve fills them from
+  // runtime::ModelOptions, where their defaults are).
+  std::string model_id;
+  std::string model_version;
   std::string api_key;  // empty: no auth
   int64_t max_client_batch_size = 32;
   // Tokens one /tokenize request may answer, all inputs together (413 beyond): its answer is
