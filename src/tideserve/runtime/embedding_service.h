@@ -102,7 +102,7 @@ struct ModelInfo {
   std::string version = "1";
   std::string dtype = "float32";
   Pooling pooling = Pooling::kCls;  // default pooling
-  int64_t hidden_size = 0;
+  int64_t hidden_size = 0;          // set by the service from its runner
   int64_t vocab_size = 0;
   int64_t max_input_length = 0;  // tokens per input, specials included
 };
