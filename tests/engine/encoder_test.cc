@@ -215,7 +215,7 @@ TEST_P(EncoderGoldenTest, Bf16PooledOutputsStayWithinAccuracyOrTheCpuSaysNo) {
     EXPECT_EQ(encoder.status().code(), StatusCode::kFailedPrecondition)
         << encoder.status().to_string();
     EXPECT_NE(encoder.status().message().find(cpu_isa_name()), std::string::npos);
-    return;
+    GTEST_SKIP() << "no bf16 matmul on " << cpu_isa_name() << " (the refusal was checked)";
   }
   EncoderOutput out;
   ASSERT_TRUE((*encoder)->forward(batch(), out).is_ok());

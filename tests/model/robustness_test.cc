@@ -41,11 +41,24 @@ int try_load(const std::string& config, const std::string& path) {
       for (int64_t i = 0; i < t.numel(); ++i) sum += t.data[i];
     };
     const BertWeights& w = (*model)->weights();
-    touch(w.word_embeddings);
-    touch(w.position_embeddings);
+    for (const FloatTensor* t :
+         {&w.word_embeddings, &w.position_embeddings, &w.token_type_embeddings,
+          &w.embeddings_norm_weight, &w.embeddings_norm_bias}) {
+      touch(*t);
+    }
+    if (w.has_pooler) {
+      touch(w.pooler_weight);
+      touch(w.pooler_bias);
+    }
     for (const BertLayerWeights& l : w.layers) {
-      touch(l.query_weight);
-      touch(l.output_norm_bias);
+      for (const FloatTensor* t :
+           {&l.query_weight, &l.query_bias, &l.key_weight, &l.key_bias, &l.value_weight,
+            &l.value_bias, &l.attention_output_weight, &l.attention_output_bias,
+            &l.attention_norm_weight, &l.attention_norm_bias, &l.intermediate_weight,
+            &l.intermediate_bias, &l.output_weight, &l.output_bias, &l.output_norm_weight,
+            &l.output_norm_bias}) {
+        touch(*t);
+      }
     }
     volatile float sink = sum;  // keeps the loads
     (void)sink;

@@ -14,9 +14,18 @@ TEST(JsonWriterTest, FloatsRoundTripAndNonFiniteIsNull) {
   std::vector<float> v = {0.1f, -2.5f, 1e-8f, 3.0f};
   append_json_floats(out, v);
   EXPECT_EQ(out, "[0.1,-2.5,1e-08,3]");
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    out.clear();
+    append_json_float(out, bad);
+    EXPECT_EQ(out, "null") << bad;
+  }
   out.clear();
-  append_json_float(out, std::numeric_limits<float>::quiet_NaN());
-  EXPECT_EQ(out, "null");
+  append_json_floats(out, std::vector<float>{1.f, -std::numeric_limits<float>::infinity(), 2.f});
+  EXPECT_EQ(out, "[1,null,2]");
+  JsonWriter w;
+  w.begin_array().value(std::numeric_limits<double>::infinity()).value(-0.0).end_array();
+  EXPECT_EQ(std::move(w).take(), "[null,-0]");
 }
 
 TEST(JsonWriterTest, PythonNestedListMatchesPythonRepr) {

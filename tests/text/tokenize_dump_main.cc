@@ -160,5 +160,7 @@ int main(int argc, char** argv) {
     std::fwrite(out.data(), 1, out.size(), stdout);
   }
   if (summary) std::printf("%zu texts, %zu tokens, %zu errors\n", lines.size(), tokens, errors);
-  return 0;
+  // Every corpus line is valid input: an encode error is a failure (the sanitized corpus run
+  // relies on this exit code).
+  return errors > 0 ? 1 : 0;
 }

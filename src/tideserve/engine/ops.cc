@@ -271,4 +271,24 @@ void convert_to_bf16(const float* in, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = to_bf16(in[i]);
 }
 
+bool ops_use_avx2() {
+#if defined(__x86_64__)
+  return has_avx2();
+#else
+  return false;
+#endif
+}
+
+namespace portable {
+
+void softmax_row(float* row, int64_t n, float scale) {
+  softmax_scalar(row, n, scale);
+}
+
+void quantize_values(const float* in, int64_t n, float inv, float zero, uint8_t* out) {
+  quantize_scalar(in, n, inv, zero, out);
+}
+
+}  // namespace portable
+
 }  // namespace tideserve::engine

@@ -32,4 +32,14 @@ QuantParams quantize_u8(const float* in, int64_t n, uint8_t* out);
 uint16_t to_bf16(float x);
 void convert_to_bf16(const float* in, int64_t n, uint16_t* out);
 
+// softmax_row and quantize_u8 take an AVX2 path where the CPU has AVX2 and FMA, else these
+// portable loops; they are named here so that the tests run them on every machine.
+bool ops_use_avx2();
+namespace portable {
+void softmax_row(float* row, int64_t n, float scale);
+// out[i] = round_half_even(clamp(in[i] * inv + zero, 0, 255)), a NaN landing on 0; the AVX2 path
+// computes in[i] * inv + zero with one rounding (FMA), this one with two.
+void quantize_values(const float* in, int64_t n, float inv, float zero, uint8_t* out);
+}  // namespace portable
+
 }  // namespace tideserve::engine
