@@ -19,10 +19,13 @@ build-asan: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 
-# ThreadSanitizer: only the runtime (scheduler) tests, where the threads are.
+# ThreadSanitizer: the runtime (scheduler, core service), HTTP server, API and tokenizer tests,
+# and the binary for the load test with two IO threads. The engine's OpenMP (libgomp is not
+# instrumented) stays out: the tests use fakes or one engine thread.
+TSAN_TESTS = runtime/runtime_test server/http_server_test server/server_unit_test text/text_test
 build-tsan: deps
 	@cmake --preset tsan >/dev/null
-	@cmake --build --preset tsan -j $(JOBS) --target runtime_test
+	@cmake --build --preset tsan -j $(JOBS) --target $(notdir $(TSAN_TESTS)) tideserve
 
 format:
 	@clang-format -i $(FORMAT_FILES)
@@ -36,7 +39,9 @@ test: format-check build build-asan build-tsan
 	@tools/setup-test-clients.sh
 	@ctest --preset release -j $(JOBS)
 	@ctest --preset asan -j $(JOBS)
-	@TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/runtime/runtime_test
+	@for t in $(TSAN_TESTS); do TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/$$t || exit 1; done
+	@TSAN_OPTIONS="halt_on_error=1" TIDESERVE_TEST_IO_THREADS=2 \
+	  /usr/bin/python3 tests/integration/load_test.py build/tsan/tideserve
 
 run: build
 	@build/release/tideserve serve --model $(MODEL)
