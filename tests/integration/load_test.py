@@ -385,46 +385,66 @@ class SigtermUnderLoadTest(unittest.TestCase):
 
 # ==============================================================================================
 class SlowClientTest(LoadCase):
-    server_args = ("--header-timeout", 1, "--io-threads", 1)
+    HEADER_TIMEOUT = 1
+    server_args = ("--header-timeout", HEADER_TIMEOUT, "--io-threads", 1)
 
-    def wait_closed(self, sock, timeout=20):
-        """Seconds until the server closes `sock` (EOF or reset); what it sent before that."""
-        t0 = time.monotonic()
-        sock.settimeout(timeout)
-        data = b""
-        try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        except ConnectionResetError:
-            pass
-        except socket.timeout:
-            self.fail("the server kept a stalled connection open for %d s" % timeout)
-        return time.monotonic() - t0, data
+    def watch(self, sock, sent):
+        """Starts a thread that reads `sock` until the server closes it; its record gets the
+        close's time measured from `sent` (this socket's own send, or connect when it sends
+        nothing), what came before it, and how it ended."""
+        record = {}
+
+        def body():
+            _, data, how = th.wait_eof(sock, 60)
+            record.update(closed_after=time.monotonic() - sent, data=data, how=how)
+
+        thread = threading.Thread(target=body, daemon=True)
+        thread.start()
+        record["thread"] = thread
+        return record
 
     def test_stalled_clients_are_cut_off_others_served(self):
         port = self.server.port
-        t0 = time.monotonic()
-        half_headers = socket.create_connection(("127.0.0.1", port))
-        half_headers.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Ty")
-        half_body = socket.create_connection(("127.0.0.1", port))
-        half_body.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                          b"\r\nContent-Length: 100\r\n\r\n{\"inputs\": ")
-        silent = socket.create_connection(("127.0.0.1", port))  # connects, sends nothing
+        sockets, watched = [], {}
         try:
+            # Each stalled client's clock starts before its own connect or send, so that the
+            # server's header timer (started on accept, restarted when a request's first bytes
+            # come) cannot have started earlier; each is watched from then on by its own thread,
+            # so the close is timed when it happens, not when the test gets round to it.
+            sent = time.monotonic()
+            silent = socket.create_connection(("127.0.0.1", port))  # connects, sends nothing
+            sockets.append(silent)
+            watched["silent"] = self.watch(silent, sent)
+            half_headers = socket.create_connection(("127.0.0.1", port))
+            sockets.append(half_headers)
+            sent = time.monotonic()
+            half_headers.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            watched["half_headers"] = self.watch(half_headers, sent)
+            half_body = socket.create_connection(("127.0.0.1", port))
+            sockets.append(half_body)
+            sent = time.monotonic()
+            half_body.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                              b"\r\nContent-Length: 100\r\n\r\n{\"inputs\": ")
+            watched["half_body"] = self.watch(half_body, sent)
             # Other clients are served normally while those three stall.
             for i in range(10):
                 status, _, body = self.server.post_json("/embed", {"inputs": make_text(i)})
                 self.assertEqual(status, 200, body)
-            for sock in (half_headers, half_body, silent):
-                waited, data = self.wait_closed(sock)
-                # Closed without an answer (or with a 408), by the timer and not at once.
-                self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200])
-                self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+            for name, record in watched.items():
+                record["thread"].join(90)
+                self.assertFalse(record["thread"].is_alive(), name)
+                # Closed (an orderly close or a reset) without an answer or with a 408 ...
+                self.assertIn(record["how"], ("eof", "reset"),
+                              "%s: the server kept a stalled connection open for 60 s" % name)
+                data = record["data"]
+                self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 408"),
+                                (name, data[:200]))
+                # ... by the timer: not before the header timeout from its own send.
+                self.assertGreaterEqual(record["closed_after"], 0.9 * self.HEADER_TIMEOUT,
+                                        "%s was closed %.3f s after its send"
+                                        % (name, record["closed_after"]))
         finally:
-            for sock in (half_headers, half_body, silent):
+            for sock in sockets:
                 sock.close()
         status, _, body = self.server.post_json("/embed", {"inputs": "after the stall"})
         self.assertEqual(status, 200, body)

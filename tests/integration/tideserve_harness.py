@@ -99,22 +99,36 @@ class Server:
                     return e
         return None
 
+    def events_named(self, name):
+        with self._cond:
+            return [e for e in self.events if e.get("event") == name]
+
     def wait_event(self, name, timeout=START_TIMEOUT):
         """Blocks until a log line with this event appears; fails if the process ends first."""
+        return self.wait_any_event((name,), timeout)
+
+    def wait_any_event(self, names, timeout=START_TIMEOUT):
+        """The first log line whose event is one of `names`, once one appears; fails if the
+        process ends first."""
         deadline = time.monotonic() + timeout
+        what = " or ".join(repr(n) for n in names)
         with self._cond:
             while True:
                 for e in self.events:
-                    if e.get("event") == name:
+                    if e.get("event") in names:
                         return e
                 if self._eof:
-                    raise AssertionError("tideserve exited (rc=%s) before logging %r\n%s"
-                                         % (self.proc.poll(), name, self.log_text()))
+                    raise AssertionError("tideserve exited (rc=%s) before logging %s\n%s"
+                                         % (self.proc.poll(), what, self.log_text()))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError("no %r log line within %.0f s\n%s"
-                                         % (name, timeout, self.log_text()))
+                    raise AssertionError("no %s log line within %.0f s\n%s"
+                                         % (what, timeout, self.log_text()))
                 self._cond.wait(left)
+
+    def stderr_text(self):
+        with self._cond:
+            return "\n".join(self.stderr_lines)
 
     def log_text(self):
         with self._cond:
@@ -213,6 +227,55 @@ def send(conn, method, path, body=None, headers=None):
     return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
 
 
+def read_response(sock):
+    """One HTTP/1.1 response from a raw socket: (status, headers {lowercase: value}, body).
+    Reads no further than the response's own bytes, so a pipelined next response stays in the
+    socket for the next call."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(1)
+        if not chunk:
+            raise AssertionError("connection closed before a whole response: %r" % data[:200])
+        data += chunk
+    head = data[:-4]
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    body = b""
+    while len(body) < length:
+        chunk = sock.recv(length - len(body))
+        if not chunk:
+            raise AssertionError("connection closed inside a body")
+        body += chunk
+    return status, headers, body
+
+
+def wait_eof(sock, timeout):
+    """Reads until the peer closes `sock`: (seconds waited, bytes received meanwhile, how it
+    ended: "eof" for an orderly close, "reset", or "timeout" when still open after `timeout`)."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return time.monotonic() - t0, data, "timeout"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return time.monotonic() - t0, data, "timeout"
+        except ConnectionResetError:
+            return time.monotonic() - t0, data, "reset"
+        if not chunk:
+            return time.monotonic() - t0, data, "eof"
+        data += chunk
+
+
 def parse_json(body):
     try:
         return json.loads(body)
@@ -307,17 +370,91 @@ def metric_sum(samples, name, **labels):
     return total if found else None
 
 
+SKIP_RETURN_CODE = 77  # every test that ran was skipped (CTest: SKIP_RETURN_CODE 77)
+
+
+def _class_filter(argv):
+    """Takes --only A,B and --exclude A,B (repeatable) out of argv: (only, exclude) as sets."""
+    only, exclude, rest = set(), set(), []
+    it = iter(argv)
+    for arg in it:
+        for flag, target in (("--only", only), ("--exclude", exclude)):
+            if arg == flag:
+                value = next(it, None)
+                if value is None:
+                    raise SystemExit("%s needs a class name" % flag)
+                break
+            if arg.startswith(flag + "="):
+                value = arg[len(flag) + 1:]
+                break
+        else:
+            rest.append(arg)
+            continue
+        target.update(v for v in value.split(",") if v)
+    return only, exclude, rest
+
+
 def run_tests(module_globals, doc):
-    """The main() of a test script: `script.py PATH_TO_TIDESERVE`, run from the repository root.
-    Sets the script's BINARY and runs its unittest cases; returns the exit code."""
+    """The main() of a test script, run from the repository root:
+
+        script.py PATH_TO_TIDESERVE [--only CLASS[,CLASS]] [--exclude CLASS[,CLASS]]
+                  [unittest arguments: test names (Class or Class.test_x), -k PATTERN, -f ...]
+
+    Sets the script's BINARY and runs its unittest cases (those of the --only classes if given,
+    less the --exclude ones). Returns the exit code: 0 when all passed, 1 on a failure or when no
+    test ran, SKIP_RETURN_CODE (77) when every test that ran was skipped."""
     import sys
     import unittest
-    if len(sys.argv) < 2:
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(doc, file=sys.stderr)
         return 2
     module_globals["BINARY"] = os.path.abspath(sys.argv.pop(1))
     if not os.path.exists(MODEL):
         print("run from the repository root (%s not found)" % MODEL, file=sys.stderr)
         return 2
-    prog = unittest.main(module=module_globals["__name__"], exit=False, verbosity=2)
-    return 0 if prog.result.wasSuccessful() else 1
+    only, exclude, argv = _class_filter(sys.argv[1:])
+    classes = {name for name, obj in module_globals.items()
+               if isinstance(obj, type) and issubclass(obj, unittest.TestCase)}
+    unknown = sorted((only | exclude) - classes)
+    if unknown:
+        print("no test class %s in %s (classes: %s)" % (", ".join(unknown), sys.argv[0],
+                                                       ", ".join(sorted(classes))),
+              file=sys.stderr)
+        return 2
+
+    def keep(test):
+        name = type(test).__name__
+        return (not only or name in only) and name not in exclude
+
+    def filtered(suite):
+        out = unittest.TestSuite()
+        for test in suite:
+            if isinstance(test, unittest.TestSuite):
+                sub = filtered(test)
+                if sub.countTestCases():
+                    out.addTest(sub)
+            elif keep(test):
+                out.addTest(test)
+        return out
+
+    class Loader(unittest.TestLoader):
+        def loadTestsFromModule(self, module, *args, **kwargs):
+            return filtered(super().loadTestsFromModule(module, *args, **kwargs))
+
+        def loadTestsFromNames(self, names, module=None):
+            return filtered(super().loadTestsFromNames(names, module))
+
+    prog = unittest.main(module=module_globals["__name__"], argv=[sys.argv[0]] + argv,
+                         testLoader=Loader(), exit=False, verbosity=2)
+    result = prog.result
+    if not result.wasSuccessful():
+        return 1
+    if result.testsRun == 0:
+        print("no test ran", file=sys.stderr)
+        return 1
+    # A class skipped in its setUpClass adds a skip without running its tests: every test that
+    # ran was skipped when there are at least as many skips as tests run.
+    if result.skipped and result.testsRun <= len(result.skipped):
+        print("every test that ran was skipped: exit %d" % SKIP_RETURN_CODE, file=sys.stderr)
+        return SKIP_RETURN_CODE
+    return 0
