@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tokenizer benchmark, one command: tideserve vs Hugging Face tokenizers (npm) on
 # tests/fixtures/tokenizer/corpus.jsonl with the bundled model's vocabulary, 1 thread and all
-# cores. Prints each result as JSON and the ratios.
+# cores. Prints each result as JSON and the ratios, and exits 1 if the two do not produce the same
+# number of tokens per pass over the corpus.
 #   bench/tokenizer/run.sh [seconds per measurement, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +20,11 @@ tools/setup-test-clients.sh
 
 ours_bin="$BUILD_DIR/bench/tokenizer/tideserve_tokenizer_bench"
 threads_all="$(nproc)"
-echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), ${threads_all} cores; $(date -u +%Y-%m-%d)"
+# The CPU features that decide which kernels run, for the record beside the figures
+isa="$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo | cut -d: -f2- | tr ' ' '\n' |
+       grep -xE 'sse4_2|avx|avx2|fma|avx512f|avx512bw|avx512_vnni|avx_vnni|avx512_bf16|amx_tile|asimd|sve' |
+       paste -sd, - || true)"
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), ${threads_all} cores, ISA ${isa:-none of the listed}; $(date -u +%Y-%m-%d)"
 for threads in 1 "$threads_all"; do
   ours="$("$ours_bin" --model "$MODEL" --corpus "$CORPUS" --threads "$threads" --seconds "$SECONDS_PER_RUN")"
   hf="$(RAYON_NUM_THREADS="$threads" TOKENIZERS_PARALLELISM=true node bench/tokenizer/hf_bench.js \
@@ -32,7 +37,17 @@ for threads in 1 "$threads_all"; do
     console.log(`threads=${a.threads}: tideserve ${(a.tokens_per_second / 1e6).toFixed(2)} M tokens/s, ` +
                 `hf-tokenizers ${(b.tokens_per_second / 1e6).toFixed(2)} M tokens/s, ` +
                 `ratio ${(a.tokens_per_second / b.tokens_per_second).toFixed(2)}x`);
-    if (a.tokens / a.passes !== b.tokens / b.passes) {
-      console.log(`note: tokens per pass differ (${a.tokens / a.passes} vs ${b.tokens / b.passes})`);
-    }' "$ours" "$hf"
+    // tideserve sums the tokens of every pass (so its total must be a multiple of its passes);
+    // hf_bench.js counts its warm-up pass and multiplies. The two must have read the same texts and
+    // produced the same tokens per pass, or they did not tokenize the same thing.
+    const perPass = (r) => (r.passes > 0 && r.tokens % r.passes === 0 ? r.tokens / r.passes : NaN);
+    const oursPerPass = perPass(a), hfPerPass = perPass(b);
+    if (a.texts !== b.texts || !Number.isInteger(oursPerPass) || oursPerPass !== hfPerPass) {
+      console.error(`bench/tokenizer/run.sh: MISMATCH at threads=${a.threads}: ` +
+                    `tideserve read ${a.texts} texts, ${a.tokens} tokens in ${a.passes} passes ` +
+                    `(${a.tokens / a.passes} per pass); hf-tokenizers read ${b.texts} texts, ` +
+                    `${b.tokens} tokens in ${b.passes} passes (${b.tokens / b.passes} per pass)`);
+      process.exit(1);
+    }
+    console.log(`threads=${a.threads}: same tokens per pass: ${oursPerPass} over ${a.texts} texts`);' "$ours" "$hf"
 done
