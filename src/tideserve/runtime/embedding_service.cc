@@ -8,10 +8,6 @@ namespace tideserve::runtime {
 
 namespace {
 
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
 int64_t text_bytes(const EmbedRequest& request) {
   int64_t bytes = 0;
   for (const EmbedInput& input : request.inputs) {

@@ -1,6 +1,5 @@
 #include "tideserve/runtime/model_instance.h"
 
-#include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -10,14 +9,6 @@
 #include "tideserve/runtime/encoder_runner.h"
 
 namespace tideserve::runtime {
-
-namespace {
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-}  // namespace
 
 std::string model_name(const ModelOptions& options) {
   if (!options.name.empty()) return options.name;
@@ -80,7 +71,6 @@ Result<std::unique_ptr<ModelInstance>> ModelInstance::load(const ModelOptions& o
   instance->service_->start();
 
   LoadReport& report = instance->report_;
-  report.dtype = engine::precision_name(instance->encoder_->precision());
   report.matmul = instance->encoder_->matmul_impl();
   report.engine_threads = instance->encoder_->threads();
   report.load_ms = ms_since(start);

@@ -53,7 +53,6 @@ std::string model_name(const ModelOptions& options);
 struct LoadReport {
   double load_ms = 0;     // files, tokenizer, encoder, warm-up
   double warm_up_ms = 0;  // the warm-up part of it
-  std::string dtype;      // precision_name() of the encoder
   std::string matmul;     // the matmul implementation oneDNN chose
   int engine_threads = 0;
 };

@@ -7,13 +7,7 @@
 #include <fmt/format.h>
 
 namespace tideserve::runtime {
-namespace {
-
-double ms_between(Clock::time_point from, Clock::time_point to) {
-  return std::chrono::duration<double, std::milli>(to - from).count();
-}
-
-}  // namespace
+namespace {}  // namespace
 
 // One admitted job. `next_input` is guarded by mutex_; the rest after admission belongs to the
 // worker thread (or to whoever answers the job once it has left the queue).

@@ -25,11 +25,12 @@
 
 #include "tideserve/engine/flat_batch.h"
 #include "tideserve/engine/pooling.h"
+#include "tideserve/util/clock.h"
 #include "tideserve/util/status.h"
 
 namespace tideserve::runtime {
 
-using Clock = std::chrono::steady_clock;
+using tideserve::Clock;
 
 struct SchedulerOptions {
   int64_t max_concurrent_requests = 512;  // inputs admitted and not yet answered

@@ -1,27 +1,18 @@
 #include "tideserve/server/api.h"
 
 #include <algorithm>
-#include <chrono>
 #include <string_view>
 
 #include <fmt/format.h>
 
+#include "tideserve/util/clock.h"
 #include "tideserve/util/version.h"
 
 namespace tideserve::server {
 
 namespace http = boost::beast::http;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-std::string ms_header(double ms) {
-  return fmt::format("{:.3f}", ms);
-}
 
 // Constant-time comparison for the API key.
 bool same_secret(std::string_view a, std::string_view b) {
@@ -40,6 +31,10 @@ std::string server_header() {
 }
 
 }  // namespace
+
+std::string format_ms(double ms) {
+  return fmt::format("{:.3f}", ms);
+}
 
 Api::Api(const ApiOptions& options, Metrics& metrics) : options_(options), metrics_(metrics) {}
 
@@ -68,7 +63,7 @@ void Api::reply(const CallPtr& call, Response&& response) {
   response.set(http::field::server, server_header());
   for (auto& [name, value] : call->headers) response.set(name, value);
   const double total_ms = ms_since(call->start);
-  response.set("x-total-time", ms_header(total_ms));
+  response.set("x-total-time", format_ms(total_ms));
   metrics_.observe_request(call->label, static_cast<int>(response.result_int()), total_ms / 1000.0);
   call->responder->send(std::move(response));
 }
@@ -187,9 +182,9 @@ void Api::embed(const CallPtr& call, runtime::EmbedRequest&& request, EmbedFinis
         runtime::EmbedResult& r = result.value();
         for (int64_t tokens : r.token_counts) metrics_.observe_input_length(tokens);
         metrics_.observe_timings(r.timings.queue_ms / 1000.0, r.timings.inference_ms / 1000.0);
-        call->headers.emplace_back("x-tokenization-time", ms_header(r.timings.tokenize_ms));
-        call->headers.emplace_back("x-queue-time", ms_header(r.timings.queue_ms));
-        call->headers.emplace_back("x-inference-time", ms_header(r.timings.inference_ms));
+        call->headers.emplace_back("x-tokenization-time", format_ms(r.timings.tokenize_ms));
+        call->headers.emplace_back("x-queue-time", format_ms(r.timings.queue_ms));
+        call->headers.emplace_back("x-inference-time", format_ms(r.timings.inference_ms));
         call->headers.emplace_back("x-prompt-tokens", std::to_string(r.prompt_tokens));
         finish(call, std::move(r));
       });

@@ -36,6 +36,9 @@ struct ApiOptions {
   int64_t max_tokenize_tokens = 65536;
 };
 
+// Milliseconds as the timing headers and the seed's latency_ms write them ("12.345").
+std::string format_ms(double ms);
+
 class Api {
  public:
   Api(const ApiOptions& options, Metrics& metrics);

@@ -9,7 +9,6 @@
 
 #include <utility>  // must precede Asio under C++20 with g++ 12
 
-#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,6 +19,7 @@
 #include "tideserve/server/errors.h"
 #include "tideserve/server/http_server.h"
 #include "tideserve/server/request_json.h"
+#include "tideserve/util/clock.h"
 
 namespace tideserve::server {
 
@@ -36,7 +36,7 @@ struct RouteParams {
 struct Call {
   Request request;
   std::shared_ptr<Responder> responder;
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  Clock::time_point start = Clock::now();
   const Route* route = nullptr;  // null until matched
   Family family = Family::kPlain;
   std::string_view label = "other";  // the route pattern, for metrics

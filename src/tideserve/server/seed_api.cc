@@ -5,6 +5,7 @@
 
 #include "tideserve/server/api.h"
 #include "tideserve/server/json_writer.h"
+#include "tideserve/util/clock.h"
 #include "tideserve/util/log.h"
 
 namespace tideserve::server {
@@ -70,14 +71,12 @@ void seed_predict(Api& api, const CallPtr& call) {
   api.embed(
       call, std::move(request),
       [&api, version, text_length](const CallPtr& c, runtime::EmbedResult&& r) {
-        const double latency_ms =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c->start)
-                .count();
+        const double latency_ms = ms_since(c->start);
         JsonWriter w;
         w.begin_object();
         w.field("prediction", python_nested_list(r.embeddings));
         w.key("embedding").floats(r.embeddings);
-        w.key("latency_ms").raw(fmt::format("{:.3f}", latency_ms));
+        w.key("latency_ms").raw(format_ms(latency_ms));
         w.field("model_version", version).end_object();
         log_event(
             LogLevel::kDebug, "prediction_made",

@@ -10,20 +10,11 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "tideserve/server/metrics.h"
+#include "tideserve/util/clock.h"
 #include "tideserve/util/log.h"
 #include "tideserve/util/version.h"
 
 namespace tideserve::server {
-
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-}  // namespace
 
 int serve(const ServeOptions& options) {
   const auto process_start = Clock::now();
@@ -91,7 +82,7 @@ int serve(const ServeOptions& options) {
       metrics.observe_batch(stats.sequences, stats.tokens);
     });
     metrics.set_model_load_seconds(report.load_ms / 1000.0);
-    metrics.set_model_info(model_options.name, model_options.version, report.dtype,
+    metrics.set_model_info(model_options.name, model_options.version, instance->info().dtype,
                            runtime::cpu_isa_name());
     api.set_service(&instance->service());
     if (!shutdown_flag.load()) api.set_ready(true, "");
@@ -100,7 +91,7 @@ int serve(const ServeOptions& options) {
                {"model_id", model_options.name},
                {"version", model_options.version},
                {"device", "cpu"},
-               {"dtype", report.dtype},
+               {"dtype", instance->info().dtype},
                {"cpu_isa", runtime::cpu_isa_name()},
                {"matmul", report.matmul},
                {"engine_threads", report.engine_threads},

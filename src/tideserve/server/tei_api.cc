@@ -61,8 +61,7 @@ void tei_tokenize(Api& api, const CallPtr& call) {
   api.service()->tokenize(
       std::move(request), cancel, [&api, call](Result<runtime::TokenizeResult> result) {
         if (!result.is_ok()) return api.reply_status(call, result.status());
-        call->headers.emplace_back("x-tokenization-time",
-                                   fmt::format("{:.3f}", result->tokenize_ms));
+        call->headers.emplace_back("x-tokenization-time", format_ms(result->tokenize_ms));
         JsonWriter w;
         w.begin_array();
         for (const text::Encoding& encoding : result->encodings) {
