@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `make bench`: the engine benchmark (tideserve vs ONNX Runtime vs PyTorch) and the end-to-end
-# benchmark (tideserve serve vs the FastAPI seed service) on a BERT-base-shaped model with random
-# weights, generated into the build tree on first use.
+# `make bench`: the engine benchmark (tideserve vs ONNX Runtime vs PyTorch), the end-to-end
+# benchmark (tideserve serve vs the FastAPI seed service) and rerank beside embedding throughput,
+# on BERT-base-shaped models with random weights, generated into the build tree on first use.
 #   bench/run.sh [BUILD_DIR]        (default build/release)
 # Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), BENCH_SKIP (e.g. c@1:
 # the peers need minutes per padded pass of (c) at 1 thread), E2E_DURATION (10 s),
-# E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1.
+# E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1, BENCH_SKIP_RERANK=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
@@ -20,11 +20,15 @@ if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
     --threads "${BENCH_THREADS:-1,2}" --reps "${BENCH_REPS:-10,5,3}" --skip "${BENCH_SKIP:-}" \
     --json "$build/bench/engine_results.json"
 fi
+tideserve=$build/tideserve
+[ -x "$tideserve" ] || tideserve=$build/src/tideserve/cli/tideserve
 if [ "${BENCH_SKIP_E2E:-0}" != 1 ]; then
-  tideserve=$build/tideserve
-  [ -x "$tideserve" ] || tideserve=$build/src/tideserve/cli/tideserve
   /usr/bin/python3 bench/e2e/run.py --model "$model" --tideserve "$tideserve" \
     --duration "${E2E_DURATION:-10}" --soak "${E2E_SOAK:-120}" --work "$build/bench" \
     --json "$build/bench/e2e_results.json"
+fi
+if [ "${BENCH_SKIP_RERANK:-0}" != 1 ]; then
+  /usr/bin/python3 bench/e2e/rerank.py --tideserve "$tideserve" --work "$build/bench" \
+    --json "$build/bench/rerank_results.json"
 fi
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -111,6 +112,62 @@ TEST_P(EncoderGoldenTest, PooledOutputsMatchTorchReference) {
       EXPECT_GE(cosine(u, expected.data() + s * h, h), kPooledCosine);
     }
   }
+}
+
+// Every sentence-transformers pooling mode, with and without a skipped prefix (a prompt left out
+// of pooling), against the goldens the fixture script computes with torch from the documented
+// semantics. cls and lasttoken ignore the skip.
+TEST_P(EncoderGoldenTest, EveryPoolingModeMatchesTorchReference) {
+  auto encoder = make_encoder(2);
+  ASSERT_NE(encoder, nullptr);
+  EncoderOutput out;
+  ASSERT_TRUE(encoder->forward(batch(), out).is_ok());
+  const int64_t h = out.hidden_size;
+  const std::vector<int32_t> skip = read_i64_as_i32(golden_.file, "pool_skip");
+  ASSERT_EQ(skip.size() + 1, golden_.cu_seqlens.size());
+  ASSERT_TRUE(std::any_of(skip.begin(), skip.end(), [](int32_t k) { return k > 0; }));
+  struct Case {
+    Pooling pooling;
+    bool skipped;
+    const char* golden;
+  };
+  const Case cases[] = {
+      {Pooling::kCls, false, "pooled_cls"},
+      {Pooling::kMean, false, "pooled_mean"},
+      {Pooling::kMax, false, "pooled_max"},
+      {Pooling::kMeanSqrtLen, false, "pooled_mean_sqrt_len_tokens"},
+      {Pooling::kWeightedMean, false, "pooled_weightedmean"},
+      {Pooling::kLastToken, false, "pooled_lasttoken"},
+      {Pooling::kMean, true, "pooled_mean_skip"},
+      {Pooling::kMax, true, "pooled_max_skip"},
+      {Pooling::kMeanSqrtLen, true, "pooled_mean_sqrt_len_tokens_skip"},
+      {Pooling::kWeightedMean, true, "pooled_weightedmean_skip"},
+      {Pooling::kCls, true, "pooled_cls"},
+      {Pooling::kLastToken, true, "pooled_lasttoken"},
+  };
+  for (const Case& c : cases) {
+    std::vector<float> pooled =
+        pool(out.hidden, h, golden_.cu_seqlens, c.pooling, false,
+             c.skipped ? std::span<const int32_t>(skip) : std::span<const int32_t>());
+    std::vector<float> expected = read_f32(golden_.file, c.golden);
+    ASSERT_EQ(pooled.size(), expected.size()) << c.golden;
+    EXPECT_LE(max_abs_diff(pooled.data(), expected.data(), expected.size()), kHiddenTolerance)
+        << GetParam() << " " << c.golden << (c.skipped ? " (with skip)" : "");
+  }
+  // A skip changes the mean-like modes: the goldens with and without it differ.
+  std::vector<float> plain = read_f32(golden_.file, "pooled_mean");
+  std::vector<float> skipped = read_f32(golden_.file, "pooled_mean_skip");
+  EXPECT_GT(max_abs_diff(plain.data(), skipped.data(), plain.size()), 1e-3);
+}
+
+TEST(PoolingNames, EveryModeRoundTrips) {
+  for (std::string_view name : pooling_names()) {
+    auto parsed = parse_pooling(name);
+    ASSERT_TRUE(parsed.is_ok()) << name;
+    EXPECT_EQ(pooling_name(*parsed), name);
+  }
+  EXPECT_EQ(*parse_pooling("last_token"), Pooling::kLastToken);
+  EXPECT_FALSE(parse_pooling("splade").is_ok());
 }
 
 TEST_P(EncoderGoldenTest, SequenceAloneEqualsSequenceInsideBatch) {

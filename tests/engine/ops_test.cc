@@ -414,7 +414,8 @@ TEST(PoolingTest, ClsMeanAndNormalize) {
   std::vector<int32_t> one = {0, 1};
   EXPECT_EQ(pool(zeros, 2, one, Pooling::kMean, true), (std::vector<float>{0, 0}));
   EXPECT_TRUE(parse_pooling("mean").is_ok());
-  EXPECT_FALSE(parse_pooling("max").is_ok());
+  EXPECT_TRUE(parse_pooling("max").is_ok());
+  EXPECT_FALSE(parse_pooling("maximum").is_ok());
 }
 
 }  // namespace

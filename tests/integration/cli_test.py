@@ -104,7 +104,7 @@ class CliTest(CliCase):
         self.assert_one_line_error(run("frobnicate"), 2, "frobnicate")
         self.assert_one_line_error(run("embed", "--model", FIXTURE, "--bogus", "x"), 2, "--bogus")
         self.assert_one_line_error(
-            run("embed", "--model", FIXTURE, "--pooling", "max", "--ids", "1"), 2, "max")
+            run("embed", "--model", FIXTURE, "--pooling", "maximum", "--ids", "1"), 2, "maximum")
         self.assert_one_line_error(
             run("embed", "--model", FIXTURE, "--threads", "-3", "--ids", "1"), 2, "-3")
         self.assert_one_line_error(run(), 2, "subcommand is required")

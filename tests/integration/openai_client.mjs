@@ -93,7 +93,14 @@ async function main() {
                                   BadRequestError, 400);
   assert.match(empty.message, /empty/);
   assert.equal(empty.error?.type, 'invalid_request_error');
-  await expectError(client.embeddings.create({model: modelId, input: 'x', dimensions: 7}),
+  // dimensions (Matryoshka): the first 7 components, renormalized; more than the model has: 400.
+  const full = await client.embeddings.create({model: modelId, input: 'x'});
+  const cut = await client.embeddings.create({model: modelId, input: 'x', dimensions: 7});
+  const head = full.data[0].embedding.slice(0, 7);
+  const headNorm = Math.hypot(...head);
+  assert.equal(cut.data[0].embedding.length, 7);
+  assert.ok(maxDiff(cut.data[0].embedding, head.map((v) => v / headNorm)) <= 1e-5, 'dimensions');
+  await expectError(client.embeddings.create({model: modelId, input: 'x', dimensions: hidden + 1}),
                     BadRequestError, 400);
   const wrongKey = new OpenAI({baseURL, apiKey: apiKey + 'x', maxRetries: 0});
   await expectError(wrongKey.embeddings.create({model: modelId, input: 'x'}),

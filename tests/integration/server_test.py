@@ -385,7 +385,11 @@ class ContractTest(ServerCase):
         self.assertEqual(info["model_id"], th.MODEL_ID)
         self.assertEqual(info["model_version"], VERSION)
         self.assertEqual(info["model_dtype"], "float32")
-        self.assertEqual(info["model_type"], {"embedding": {"pooling": "cls"}})
+        embedding = info["model_type"]["embedding"]
+        self.assertEqual(embedding["pooling"], "cls")
+        # The bundled model declares no pooling: /info says so, and why CLS.
+        self.assertIn("no pooling declared", embedding["pooling_source"])
+        self.assertEqual((embedding["prompts"], embedding["normalized"]), ({}, False))
         self.assertEqual(info["hidden_size"], th.HIDDEN)
         self.assertEqual(info["max_input_length"], MAX_INPUT)
         self.assertEqual(info["max_client_batch_size"], MAX_BATCH)
@@ -439,8 +443,15 @@ class ContractTest(ServerCase):
         self.assertEqual(status, 200, tt)
         self.assertEqual(len(tt["data"]), 2)
         self.assertEqual(tt["usage"]["prompt_tokens"], len(ids) + 3)
-        self.assert_error(self.post("/v1/embeddings", {"input": text, "dimensions": 32}), 400,
-                          "openai", "dimensions")
+        # Matryoshka: the first 32 components of the full answer, renormalized.
+        status, _, cut = self.post("/v1/embeddings", {"input": text, "dimensions": 32})
+        self.assertEqual(status, 200, cut)
+        head = s["data"][0]["embedding"][:32]
+        n = th.norm(head)
+        self.assert_close(cut["data"][0]["embedding"], [x / n for x in head], TOL, "dimensions")
+        self.assert_error(self.post("/v1/embeddings",
+                                    {"input": text, "dimensions": th.HIDDEN + 1}),
+                          400, "openai", "dimensions")
 
     def test_openai_models(self):
         status, _, body = self.curl_json("GET", "/v1/models")

@@ -56,7 +56,7 @@ class EncoderRunnerTest : public ::testing::Test {
 
 TEST_F(EncoderRunnerTest, MixedBatchMatchesEachSequenceAlone) {
   EncoderRunner runner(*encoder_);
-  ASSERT_EQ(runner.hidden_size(), model_->config().hidden_size);
+  ASSERT_EQ(runner.output_size(), model_->config().hidden_size);
   SchedulerOptions options;
   options.max_batch_requests = 5;
   options.batch_wait_us = 60'000'000;  // the batch goes when all five sequences are there
@@ -93,7 +93,7 @@ TEST_F(EncoderRunnerTest, MixedBatchMatchesEachSequenceAlone) {
   ASSERT_EQ(stats.size(), 1u) << "all five sequences should share one batch";
   EXPECT_EQ(stats[0].sequences, 5);
   EXPECT_EQ(stats[0].tokens, 5 + 17 + 3 + 40 + 1);
-  const int64_t hidden = runner.hidden_size();
+  const int64_t hidden = runner.output_size();
   for (size_t j = 0; j < jobs.size(); ++j) {
     const JobResult& r = results[j];
     ASSERT_TRUE(r.status.is_ok()) << r.status.to_string();

@@ -63,7 +63,7 @@ class FakeRunner : public BatchRunner {
     return Status::ok();
   }
 
-  int64_t hidden_size() const override { return kFakeHidden; }
+  int64_t output_size() const override { return kFakeHidden; }
 
   // From now on each batch waits in run() until release() lets it go.
   void hold() {

@@ -46,7 +46,7 @@ class FakeRunner : public runtime::BatchRunner {
     }
     return Status::ok();
   }
-  int64_t hidden_size() const override { return 4; }
+  int64_t output_size() const override { return 4; }
   void set_open(bool open) {
     std::lock_guard<std::mutex> lock(mutex_);
     open_ = open;
@@ -310,7 +310,9 @@ TEST_F(ApiTest, OpenAiEmbeddings) {
   } cases[] = {
       {R"({"model":"m"})", "missing field 'input'"},
       {R"({"input":[]})", "empty list"},
-      {R"({"input":"a","dimensions":3})", "'dimensions' is not supported"},
+      {R"({"input":"a","dimensions":5})", "dimensions 5 is outside [1, 4]"},
+      {R"({"input":"a","dimensions":0})", "'dimensions' must be a positive integer"},
+      {R"({"input":"a","prompt_name":"query"})", "the model declares no prompts"},
       {R"({"input":"a","encoding_format":"int8"})", "encoding_format"},
       {R"({"input":[[1,-2]]})", "out of range"},
       {R"({"input":[[1,999999]]})", "outside the vocabulary"},
@@ -327,6 +329,17 @@ TEST_F(ApiTest, OpenAiEmbeddings) {
   EXPECT_EQ(
       call(http::verb::post, "/v1/embeddings", R"({"input":"a","dimensions":4})").result_int(),
       200);
+  // Matryoshka: the first 3 components, renormalized.
+  r = call(http::verb::post, "/v1/embeddings", R"({"input":[[5,6,7]],"dimensions":3})");
+  ASSERT_EQ(r.result_int(), 200) << r.body();
+  std::vector<double> cut;
+  for (auto v : simdjson::dom::array(json(r)["data"].at(0)["embedding"])) cut.push_back(double(v));
+  ASSERT_EQ(cut.size(), 3u);
+  // The fake's row is {3, 5, 7, is_mean}, normalized: its first three renormalized.
+  const double n = std::sqrt(9.0 + 25.0 + 49.0);
+  EXPECT_NEAR(cut[0], 3 / n, 1e-6);
+  EXPECT_NEAR(cut[1], 5 / n, 1e-6);
+  EXPECT_NEAR(cut[2], 7 / n, 1e-6);
 }
 
 TEST_F(ApiTest, KServeV2) {

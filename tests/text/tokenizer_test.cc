@@ -407,5 +407,15 @@ TEST(TokenizerLoad, ModelDirPrefersTokenizerJson) {
   EXPECT_NE(tok.status().message().find("tokenizer.json"), std::string::npos);
 }
 
+TEST(LowercaseText, LowersEveryCodePointAndKeepsInvalidBytes) {
+  EXPECT_EQ(lowercase_text("PARIS Ärger ΣΑΣ 你好"), "paris ärger σασ 你好");
+  EXPECT_EQ(lowercase_text("\xC4\xB0"), "i\xCC\x87");  // U+0130: two code points
+  EXPECT_EQ(lowercase_text("A\xFF"
+                           "B"),
+            "a\xFF"
+            "b");  // an invalid byte stays as it is
+  EXPECT_EQ(lowercase_text(""), "");
+}
+
 }  // namespace
 }  // namespace tideserve::text

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "tideserve/engine/pooling.h"
 #include "tideserve/engine/precision.h"
 
 namespace tideserve::cli {
@@ -17,6 +19,18 @@ inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype) {
       ->envname("DTYPE")
       ->check(CLI::IsMember({"fp32", "float32", "bf16", "bfloat16", "int8"}))
       ->capture_default_str();
+}
+
+// --pooling: empty (the default) lets the model directory decide.
+inline CLI::Option* add_pooling_option(CLI::App* cmd, std::string& pooling) {
+  std::vector<std::string> names(engine::pooling_names().begin(), engine::pooling_names().end());
+  names.push_back("last_token");
+  return cmd
+      ->add_option("--pooling", pooling,
+                   "Pooling of the last hidden states: cls, mean, max, mean_sqrt_len_tokens, "
+                   "weightedmean or lasttoken (default: what the model directory declares in "
+                   "1_Pooling/config.json, else cls)")
+      ->check(CLI::IsMember(names));
 }
 
 // After the IsMember check above every spelling parses.

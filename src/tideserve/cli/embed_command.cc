@@ -20,7 +20,9 @@ namespace {
 
 struct EmbedArgs {
   std::string model_dir;
-  std::string pooling = "cls";
+  std::string pooling;  // empty: the model directory's declaration, else cls
+  std::string prompt_name;
+  int64_t dimensions = 0;
   bool normalize = false;
   bool ids = false;
   int threads = 0;
@@ -51,9 +53,14 @@ Result<std::vector<int32_t>> parse_id_list(const std::string& text) {
 }
 
 int run_embed(const EmbedArgs& args) {
-  auto pooling = runtime::parse_pooling(args.pooling);
-  if (!pooling.is_ok()) return fail(pooling.status());
   runtime::EmbedRequest request;
+  if (!args.pooling.empty()) {
+    auto pooling = runtime::parse_pooling(args.pooling);
+    if (!pooling.is_ok()) return fail(pooling.status());
+    request.pooling = *pooling;
+  }
+  if (!args.prompt_name.empty()) request.prompt_name = args.prompt_name;
+  request.dimensions = args.dimensions;
   for (const std::string& input : args.inputs) {
     if (args.ids) {
       auto ids = parse_id_list(input);
@@ -65,7 +72,6 @@ int run_embed(const EmbedArgs& args) {
   }
   // Texts are cut to --max-length; token id lists are taken as given.
   request.truncation = {.enabled = !args.ids, .max_length = args.max_length};
-  request.pooling = *pooling;
   request.normalize = args.normalize;
 
   runtime::ModelOptions options;
@@ -109,9 +115,13 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--model", args->model_dir, "Model directory (config.json, model.safetensors)")
       ->envname("MODEL_NAME")
       ->required();
-  cmd->add_option("--pooling", args->pooling, "Pooling of the last hidden states")
-      ->check(CLI::IsMember({"cls", "mean"}))
-      ->capture_default_str();
+  add_pooling_option(cmd, args->pooling);
+  cmd->add_option(
+      "--prompt-name", args->prompt_name,
+      "One of the model's prompts (config_sentence_transformers.json) before each text");
+  cmd->add_option("--dimensions", args->dimensions,
+                  "Keep the first N components (Matryoshka; renormalized when normalized)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--normalize", args->normalize, "L2-normalize each embedding");
   cmd->add_flag("--ids", args->ids, "Inputs are comma-separated token id lists, not text");
   cmd->add_option("--max-length", args->max_length,

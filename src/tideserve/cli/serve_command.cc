@@ -25,7 +25,7 @@ namespace {
 
 struct ServeArgs {
   server::ServeOptions options;
-  std::string pooling = "cls";
+  std::string pooling;  // empty: the model directory's declaration, else cls
   std::string dtype = "fp32";
   std::string log_level = "info";
   // Whole seconds on the command line; the HTTP layer's defaults.
@@ -34,10 +34,12 @@ struct ServeArgs {
 };
 
 int run_serve(ServeArgs& args) {
-  auto pooling = runtime::parse_pooling(args.pooling);
-  if (!pooling.is_ok()) return fail(pooling.status());
   server::ServeOptions& o = args.options;
-  o.model.pooling = *pooling;
+  if (!args.pooling.empty()) {
+    auto pooling = runtime::parse_pooling(args.pooling);
+    if (!pooling.is_ok()) return fail(pooling.status());
+    o.model.pooling = *pooling;
+  }
   o.model.engine.precision = dtype_precision(args.dtype);
   o.http.header_timeout = std::chrono::seconds(args.header_timeout_s);
   o.http.idle_timeout = std::chrono::seconds(args.idle_timeout_s);
@@ -85,10 +87,7 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
   add_dtype_option(cmd, args->dtype);
-  cmd->add_option("--pooling", args->pooling, "Pooling for /embed, /v1/embeddings, /v2 infer")
-      ->envname("POOLING")
-      ->check(CLI::IsMember({"cls", "mean"}))
-      ->capture_default_str();
+  add_pooling_option(cmd, args->pooling)->envname("POOLING");
   cmd->add_option("--max-concurrent-requests", scheduler.max_concurrent_requests,
                   "Inputs in flight before 429")
       ->envname("MAX_CONCURRENT_REQUESTS")

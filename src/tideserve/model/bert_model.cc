@@ -231,6 +231,31 @@ Result<std::unique_ptr<BertModel>> BertModel::load_files(const std::string& conf
     TS_RETURN_IF_ERROR(reader.load("pooler.dense.bias", {h}, hs, w.pooler_bias));
     w.has_pooler = true;
   }
+
+  // The sequence-classification head, outside the encoder's prefix: all of it or none.
+  const TensorView* classifier_weight = f.find("classifier.weight");
+  const TensorView* classifier_bias = f.find("classifier.bias");
+  if (classifier_weight != nullptr || classifier_bias != nullptr) {
+    if (classifier_weight == nullptr || classifier_bias == nullptr) {
+      return invalid_argument(
+          fmt::format("{}: has only one of 'classifier.weight' and "
+                      "'classifier.bias'",
+                      weights_path));
+    }
+    const int64_t labels =
+        classifier_weight->shape.size() == 2 ? classifier_weight->shape[0] : int64_t{0};
+    if (labels <= 0) {
+      return invalid_argument(
+          fmt::format("{}: tensor 'classifier.weight' has shape {}, expected "
+                      "[num_labels, {}]",
+                      weights_path, shape_string(classifier_weight->shape), h));
+    }
+    TS_RETURN_IF_ERROR(reader.materialize(*classifier_weight, {labels, h},
+                                          fmt::format("num_labels, {}", hs), w.classifier_weight));
+    TS_RETURN_IF_ERROR(reader.materialize(*classifier_bias, {labels},
+                                          fmt::format("{} labels", labels), w.classifier_bias));
+    w.has_classifier = true;
+  }
   return model;
 }
 

@@ -43,6 +43,9 @@ struct BertWeights {
   std::vector<BertLayerWeights> layers;
   bool has_pooler = false;
   FloatTensor pooler_weight, pooler_bias;  // [hidden, hidden], [hidden]; set when has_pooler
+  // BertForSequenceClassification's head, saved without the "bert." prefix.
+  bool has_classifier = false;
+  FloatTensor classifier_weight, classifier_bias;  // [num_labels, hidden], [num_labels]
 };
 
 class BertModel {

@@ -1,8 +1,12 @@
 #include "tideserve/runtime/embedding_service.h"
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "tideserve/engine/ops.h"
 
 namespace tideserve::runtime {
 
@@ -53,7 +57,7 @@ EmbeddingService::EmbeddingService(BatchRunner& runner, const text::Tokenizer& t
       options_(options),
       pool_(options.task_threads > 0 ? options.task_threads : default_task_threads()),
       scheduler_(std::make_unique<Scheduler>(runner, options.scheduler)) {
-  info_.hidden_size = runner.hidden_size();
+  info_.output_size = runner.output_size();
   options_.scheduler = scheduler_->options();  // with the scheduler's own floors applied
 }
 
@@ -99,7 +103,7 @@ void EmbeddingService::release(int64_t n) {
   inflight_.fetch_sub(n, std::memory_order_relaxed);
 }
 
-void EmbeddingService::embed(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback) {
+void EmbeddingService::run(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback) {
   const auto n = static_cast<int64_t>(request.inputs.size());
   if (n == 0) return callback(invalid_argument("the request has no inputs"));
   if (Status st = admit(n); !st.is_ok()) return callback(std::move(st));
@@ -110,6 +114,102 @@ void EmbeddingService::embed(EmbedRequest&& request, CancelToken cancel, EmbedCa
   call->num_inputs = n;
   if (text_bytes(call->request) <= options_.inline_tokenize_bytes) return prepare(call);
   pool_.post([this, call] { prepare(call); });
+}
+
+void EmbeddingService::embed(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback) {
+  if (info_.kind != ModelKind::kEmbedding) {
+    return callback(invalid_argument(
+        fmt::format("model '{}' is a {}, not an embedding model: it answers {}", info_.name,
+                    model_kind_name(info_.kind),
+                    info_.kind == ModelKind::kReranker ? "rerank and classify requests"
+                                                       : "classify requests")));
+  }
+  const int64_t dimensions = request.dimensions;
+  if (dimensions < 0 || dimensions > info_.output_size) {
+    return callback(invalid_argument(
+        fmt::format("dimensions {} is outside [1, {}]: the model's embeddings have {} dimensions",
+                    dimensions, info_.output_size, info_.output_size)));
+  }
+  if (dimensions == 0 || dimensions == info_.output_size) {
+    return run(std::move(request), std::move(cancel), std::move(callback));
+  }
+  const bool unit = request.normalize || info_.normalizes;
+  run(std::move(request), std::move(cancel),
+      [dimensions, unit, callback = std::move(callback)](Result<EmbedResult> result) {
+        if (!result.is_ok()) return callback(std::move(result));
+        EmbedResult& r = result.value();
+        const auto width = static_cast<size_t>(r.hidden_size);
+        const auto keep = static_cast<size_t>(dimensions);
+        for (size_t i = 0; i < r.size(); ++i) {
+          // Rows move down in place: row i's source starts at or after its destination.
+          std::copy_n(r.embeddings.begin() + static_cast<std::ptrdiff_t>(i * width), keep,
+                      r.embeddings.begin() + static_cast<std::ptrdiff_t>(i * keep));
+          if (unit) engine::l2_normalize(r.embeddings.data() + i * keep, dimensions);
+        }
+        r.embeddings.resize(r.size() * keep);
+        r.hidden_size = dimensions;
+        callback(std::move(result));
+      });
+}
+
+void EmbeddingService::activate(std::span<float> row) const {
+  if (row.size() == 1 ? !info_.single_label_sigmoid
+                      : info_.problem_type == ProblemType::kRegression) {
+    return;
+  }
+  if (row.size() == 1 || info_.problem_type == ProblemType::kMultiLabel) {
+    for (float& x : row) x = 1.f / (1.f + std::exp(-x));
+    return;
+  }
+  engine::softmax_row(row.data(), static_cast<int64_t>(row.size()), 1.f);
+}
+
+void EmbeddingService::classify(ScoreRequest&& request, CancelToken cancel,
+                                ScoreCallback callback) {
+  if (info_.kind == ModelKind::kEmbedding) {
+    return callback(invalid_argument(fmt::format(
+        "model '{}' is an embedding model: it has no classification head", info_.name)));
+  }
+  EmbedRequest rows;
+  rows.inputs = std::move(request.inputs);
+  rows.truncation = request.truncation;
+  const bool raw = request.raw_scores;
+  run(std::move(rows), std::move(cancel),
+      [this, raw, callback = std::move(callback)](Result<EmbedResult> result) {
+        if (!result.is_ok()) return callback(result.status());
+        EmbedResult& r = result.value();
+        ScoreResult scores;
+        scores.scores = std::move(r.embeddings);
+        scores.num_labels = r.hidden_size;
+        scores.token_counts = std::move(r.token_counts);
+        scores.prompt_tokens = r.prompt_tokens;
+        scores.timings = r.timings;
+        if (!raw) {
+          for (size_t i = 0; i < scores.size(); ++i) {
+            activate(std::span<float>(scores.scores)
+                         .subspan(i * static_cast<size_t>(scores.num_labels),
+                                  static_cast<size_t>(scores.num_labels)));
+          }
+        }
+        callback(std::move(scores));
+      });
+}
+
+void EmbeddingService::rerank(RerankRequest&& request, CancelToken cancel, ScoreCallback callback) {
+  if (info_.kind != ModelKind::kReranker) {
+    return callback(invalid_argument(fmt::format(
+        "model '{}' is {} model, not a reranker (a sequence classifier with one label)", info_.name,
+        info_.kind == ModelKind::kEmbedding ? "an embedding" : "a classifier")));
+  }
+  if (request.query.empty()) return callback(invalid_argument("the query is an empty string"));
+  ScoreRequest pairs;
+  pairs.inputs.reserve(request.documents.size());
+  for (std::string& document : request.documents) {
+    pairs.inputs.push_back(EmbedInput::from_pair(request.query, std::move(document)));
+  }
+  pairs.truncation = request.truncation;
+  pairs.raw_scores = request.raw_scores;
+  classify(std::move(pairs), std::move(cancel), std::move(callback));
 }
 
 void EmbeddingService::prepare(const std::shared_ptr<EmbedCall>& call) {
@@ -169,9 +269,56 @@ void EmbeddingService::prepared() {
   idle_cv_.notify_all();
 }
 
+Status EmbeddingService::resolve_prompt(const EmbedRequest& request, Prompt& prompt) const {
+  if (request.prompt && request.prompt_name) {
+    return invalid_argument("give a prompt or a prompt_name, not both");
+  }
+  if (request.prompt) {
+    prompt.text = *request.prompt;
+  } else if (request.prompt_name || !info_.default_prompt_name.empty()) {
+    const std::string& name =
+        request.prompt_name ? *request.prompt_name : info_.default_prompt_name;
+    const std::string* text = nullptr;
+    for (const auto& [key, value] : info_.prompts) {
+      if (key == name) text = &value;
+    }
+    if (text == nullptr) {
+      if (info_.prompts.empty()) {
+        return invalid_argument(
+            fmt::format("unknown prompt_name '{}': the model declares no prompts", name));
+      }
+      std::string names;
+      for (const auto& entry : info_.prompts) {
+        names += (names.empty() ? "'" : ", '") + entry.first + "'";
+      }
+      return invalid_argument(
+          fmt::format("unknown prompt_name '{}': the model's prompts are {}", name, names));
+    }
+    prompt.text = *text;
+  }
+  if (info_.do_lower_case) prompt.text = text::lowercase_text(prompt.text);
+  if (!info_.include_prompt && !prompt.text.empty()) {
+    // As sentence-transformers counts it: the prompt's tokens with [CLS], without the last [SEP].
+    text::Encoding encoding;
+    Status st = tokenizer_.encode_into(prompt.text, {}, &encoding);
+    if (!st.is_ok()) return invalid_argument("the prompt: " + st.message());
+    prompt.skip = static_cast<int32_t>(encoding.ids.size()) - 1;
+  }
+  return Status::ok();
+}
+
 Status EmbeddingService::encode(const EmbedRequest& request, int64_t max_length,
                                 std::vector<Sequence>& out) const {
   const bool truncate = request.truncation.enabled;
+  const bool has_text = std::any_of(request.inputs.begin(), request.inputs.end(),
+                                    [](const EmbedInput& input) { return !input.is_ids; });
+  Prompt prompt;
+  if (has_text) {
+    TS_RETURN_IF_ERROR(resolve_prompt(request, prompt));
+  } else if (request.prompt || request.prompt_name) {
+    return invalid_argument("a prompt applies to texts; the inputs are token ids");
+  }
+  std::string text;
   const TruncationSide side = request.truncation.side;
   out.resize(request.inputs.size());
   text::EncodeOptions options;
@@ -208,8 +355,18 @@ Status EmbeddingService::encode(const EmbedRequest& request, int64_t max_length,
     if (input.pair && input.pair->empty()) {
       return invalid_argument(fmt::format("input {}: the second text of the pair is empty", i));
     }
-    options.pair = input.pair ? std::optional<std::string_view>(*input.pair) : std::nullopt;
-    Status st = tokenizer_.encode_into(input.text, options, &encoding);
+    std::string_view first = input.text;
+    std::optional<std::string> lowered_pair;
+    if (!prompt.text.empty() || info_.do_lower_case) {
+      text = prompt.text;
+      text += info_.do_lower_case ? text::lowercase_text(input.text) : input.text;
+      first = text;
+      if (input.pair && info_.do_lower_case) lowered_pair = text::lowercase_text(*input.pair);
+    }
+    options.pair = lowered_pair ? std::optional<std::string_view>(*lowered_pair)
+                   : input.pair ? std::optional<std::string_view>(*input.pair)
+                                : std::nullopt;
+    Status st = tokenizer_.encode_into(first, options, &encoding);
     if (!st.is_ok()) return invalid_argument(fmt::format("input {}: {}", i, st.message()));
     if (static_cast<int64_t>(encoding.ids.size()) > max_length) {
       return out_of_range(
@@ -218,6 +375,14 @@ Status EmbeddingService::encode(const EmbedRequest& request, int64_t max_length,
     }
     seq.ids = encoding.ids;
     seq.type_ids = encoding.type_ids;
+    if (prompt.skip > 0) {
+      if (prompt.skip >= static_cast<int32_t>(seq.ids.size())) {
+        return invalid_argument(
+            fmt::format("input {}: cut to {} tokens, nothing but the prompt is left to pool", i,
+                        seq.ids.size()));
+      }
+      seq.pool_skip = prompt.skip;
+    }
   }
   return Status::ok();
 }

@@ -1,12 +1,17 @@
-// The core service: the one API every front end calls (HTTP families today; the Redis worker,
-// streaming and other model kinds later). One EmbeddingService per loaded model.
+// The core service: the one API every front end calls (HTTP families today; the Redis worker and
+// streaming later). One EmbeddingService per loaded model, whatever its head:
 //
-//   embed(request, cancel, callback)
+//   embed(request)     embedding models: vectors (pooling, the directory's Dense / Normalize
+//                      modules, prompts, Matryoshka dimensions)
+//   classify(request)  classifier and reranker models: per input the label scores
+//   rerank(request)    reranker models: one relevance score per (query, document) pair
+//
+//   each of them:
 //     admission: inputs in flight <= max_concurrent_requests, else kResourceExhausted at once
 //     tokenize (text, text pairs) or check token ids, truncate: on the caller's thread for a small
 //       request, else on the service's task pool (never an IO thread's business)
 //     one scheduler job (runtime/scheduler.h): token-budget batches on the engine worker
-//     callback(Result<EmbedResult>) on the task pool: vectors, token counts, stage timings
+//     callback(Result<...>) on the task pool: rows, token counts, stage timings
 //
 // Front ends never touch runtime::Job, the tokenizer or the scheduler. Statuses say what
 // happened: kInvalidArgument (bad input), kOutOfRange (an input over the length limit without
@@ -27,6 +32,7 @@
 #include <vector>
 
 #include "tideserve/engine/pooling.h"
+#include "tideserve/model/model_directory.h"
 #include "tideserve/runtime/scheduler.h"
 #include "tideserve/runtime/task_pool.h"
 #include "tideserve/text/tokenizer.h"
@@ -39,6 +45,8 @@ using Pooling = engine::Pooling;
 using engine::parse_pooling;
 using engine::pooling_name;
 using TruncationSide = text::TruncationSide;
+using tideserve::ModelKind;
+using tideserve::ProblemType;
 
 // One input: a text, a text pair (second sequence gets type id 1), or token ids.
 struct EmbedInput {
@@ -63,6 +71,29 @@ struct EmbedRequest {
   Truncation truncation;
   std::optional<Pooling> pooling;  // unset: the model's default pooling
   bool normalize = false;
+  // A prompt put before every text input, as sentence-transformers does: one of the model's named
+  // prompts, or the text itself (not both). Neither: the model's default prompt, if it has one.
+  // Token id inputs take no prompt.
+  std::optional<std::string> prompt_name;
+  std::optional<std::string> prompt;
+  // Matryoshka: keep the first `dimensions` components (0: all), renormalized when the output is
+  // a unit vector (normalize, or the model's Normalize module).
+  int64_t dimensions = 0;
+};
+
+// Classification: texts or text pairs, each scored over the model's labels.
+struct ScoreRequest {
+  std::vector<EmbedInput> inputs;
+  Truncation truncation;    // pairs are cut longest first
+  bool raw_scores = false;  // the logits, not softmax / sigmoid of them
+};
+
+// Reranking: the query paired with each document, (query, document) as cross-encoders take them.
+struct RerankRequest {
+  std::string query;
+  std::vector<std::string> documents;
+  Truncation truncation;
+  bool raw_scores = false;  // the logit, not its sigmoid
 };
 
 struct StageTimings {
@@ -85,6 +116,21 @@ struct EmbedResult {
   }
 };
 
+// Per input the scores of the model's labels in label order (rerank: one score per document).
+struct ScoreResult {
+  std::vector<float> scores;  // [num_inputs, num_labels]
+  int64_t num_labels = 0;
+  std::vector<int64_t> token_counts;
+  int64_t prompt_tokens = 0;
+  StageTimings timings;
+
+  size_t size() const { return token_counts.size(); }
+  std::span<const float> row(size_t i) const {
+    return std::span<const float>(scores).subspan(i * static_cast<size_t>(num_labels),
+                                                  static_cast<size_t>(num_labels));
+  }
+};
+
 struct TokenizeRequest {
   std::vector<std::string> inputs;
   bool add_special_tokens = true;
@@ -101,10 +147,23 @@ struct ModelInfo {
   std::string name;
   std::string version = "1";
   std::string dtype = "float32";
-  Pooling pooling = Pooling::kCls;  // default pooling
-  int64_t hidden_size = 0;          // set by the service from its runner
+  ModelKind kind = ModelKind::kEmbedding;
+  Pooling pooling = Pooling::kCls;  // default pooling (embedding models)
+  std::string pooling_source;       // why that pooling: the file that declares it, or the flag
+  int64_t hidden_size = 0;          // the encoder's
+  int64_t output_size = 0;  // set by the service from its runner: embedding size or label count
+  bool normalizes = false;  // the model's own modules end with Normalize
   int64_t vocab_size = 0;
   int64_t max_input_length = 0;  // tokens per input, specials included
+  // sentence-transformers' text handling.
+  std::vector<std::pair<std::string, std::string>> prompts;
+  std::string default_prompt_name;
+  bool include_prompt = true;  // false: a prompt's tokens are left out of pooling
+  bool do_lower_case = false;
+  // Classifier and reranker models.
+  std::vector<std::string> labels;
+  ProblemType problem_type = ProblemType::kSingleLabel;
+  bool single_label_sigmoid = true;  // one label: sigmoid of the logit (else the logit)
 };
 
 struct ServiceOptions {
@@ -118,6 +177,7 @@ struct ServiceOptions {
 class EmbeddingService {
  public:
   using EmbedCallback = std::function<void(Result<EmbedResult>)>;
+  using ScoreCallback = std::function<void(Result<ScoreResult>)>;
   using TokenizeCallback = std::function<void(Result<TokenizeResult>)>;
 
   // `runner` and `tokenizer` must outlive the service. The engine worker starts with start().
@@ -136,7 +196,14 @@ class EmbeddingService {
   // or kInvalidArgument for a request that could never be admitted) or when a small request
   // tokenized inline is refused for its input; else on a task-pool thread (every answer with
   // vectors: the caller may serialize a large answer in the callback).
+  // A request the model's kind cannot serve (embed on a classifier, rerank on an embedding model)
+  // is kInvalidArgument, answered at once.
   void embed(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback);
+  // Same contract as embed(): scores activated per the model's problem type (softmax over the
+  // labels; sigmoid for multi-label; none for regression; for one label the sigmoid unless the
+  // model says Identity) unless raw_scores.
+  void classify(ScoreRequest&& request, CancelToken cancel, ScoreCallback callback);
+  void rerank(RerankRequest&& request, CancelToken cancel, ScoreCallback callback);
   // Tokenizes on the task pool (admitted like embed, one slot per input).
   void tokenize(TokenizeRequest&& request, CancelToken cancel, TokenizeCallback callback);
 
@@ -155,6 +222,10 @@ class EmbeddingService {
 
  private:
   struct EmbedCall;
+  struct Prompt {
+    std::string text;  // put before each text input
+    int32_t skip = 0;  // leading tokens pooling leaves out
+  };
 
   // Admission: reserves `n` inputs or says why not.
   Status admit(int64_t n);
@@ -163,7 +234,12 @@ class EmbeddingService {
   void prepared();
   // Tokenizes / checks the inputs and submits the job; answers the call on failure.
   void prepare(const std::shared_ptr<EmbedCall>& call);
+  // Runs an already checked request; `callback` gets the runner's rows.
+  void run(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback);
+  Status resolve_prompt(const EmbedRequest& request, Prompt& prompt) const;
   Status encode(const EmbedRequest& request, int64_t max_length, std::vector<Sequence>& out) const;
+  // Logits -> scores, in place.
+  void activate(std::span<float> row) const;
 
   const text::Tokenizer& tokenizer_;
   ModelInfo info_;

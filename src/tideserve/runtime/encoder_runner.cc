@@ -1,6 +1,7 @@
 #include "tideserve/runtime/encoder_runner.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -9,34 +10,36 @@
 
 namespace tideserve::runtime {
 
+EncoderRunner::EncoderRunner(engine::BertEncoder& encoder, engine::Head head)
+    : encoder_(encoder), head_(std::move(head)) {
+  head_.input_size = encoder_.config().hidden_size;
+}
+
 Status EncoderRunner::run(const BatchInput& batch, BatchOutput& output) {
   const size_t num_sequences = batch.cu_seqlens.empty() ? 0 : batch.cu_seqlens.size() - 1;
-  if (batch.pooling.size() != num_sequences || batch.normalize.size() != num_sequences) {
-    return invalid_argument(
-        fmt::format("batch of {} sequences has {} pooling and {} normalize "
-                    "settings",
-                    num_sequences, batch.pooling.size(), batch.normalize.size()));
+  if (batch.pooling.size() != num_sequences || batch.normalize.size() != num_sequences ||
+      (!batch.pool_skip.empty() && batch.pool_skip.size() != num_sequences)) {
+    return invalid_argument(fmt::format(
+        "batch of {} sequences has {} pooling, {} normalize and {} skip settings", num_sequences,
+        batch.pooling.size(), batch.normalize.size(), batch.pool_skip.size()));
   }
   engine::EncoderBatch encoder_batch{batch.input_ids, batch.token_type_ids, batch.cu_seqlens};
   TS_RETURN_IF_ERROR(encoder_.forward(encoder_batch, hidden_));
   const int64_t hidden = hidden_.hidden_size;
-  output.hidden_size = hidden;
   output.pooled.resize(num_sequences * static_cast<size_t>(hidden));
-  // Pool runs of consecutive sequences that share their settings; cu_seqlens offsets are
-  // absolute, so a run is a sub-span of them over the whole hidden state.
-  size_t begin = 0;
-  while (begin < num_sequences) {
-    size_t end = begin + 1;
-    while (end < num_sequences && batch.pooling[end] == batch.pooling[begin] &&
-           batch.normalize[end] == batch.normalize[begin]) {
-      ++end;
-    }
-    std::vector<float> pooled =
-        engine::pool(hidden_.hidden, hidden, batch.cu_seqlens.subspan(begin, end - begin + 1),
-                     batch.pooling[begin], batch.normalize[begin] != 0);
-    std::copy(pooled.begin(), pooled.end(),
-              output.pooled.begin() + static_cast<std::ptrdiff_t>(begin * hidden));
-    begin = end;
+  for (size_t s = 0; s < num_sequences; ++s) {
+    const int64_t begin = batch.cu_seqlens[s];
+    const int64_t length = int64_t{batch.cu_seqlens[s + 1]} - begin;
+    engine::pool_sequence(hidden_.hidden.data() + begin * hidden, length, hidden,
+                          head_.pooling.value_or(batch.pooling[s]),
+                          batch.pool_skip.empty() ? 0 : batch.pool_skip[s],
+                          output.pooled.data() + s * hidden);
+  }
+  head_.apply(output.pooled, static_cast<int64_t>(num_sequences));
+  const int64_t width = head_.output_size();
+  output.hidden_size = width;
+  for (size_t s = 0; s < num_sequences; ++s) {
+    if (batch.normalize[s] != 0) engine::l2_normalize(output.pooled.data() + s * width, width);
   }
   return Status::ok();
 }
@@ -65,7 +68,8 @@ Status run_shape(BatchRunner& runner, const std::vector<int64_t>& lengths) {
   std::vector<uint8_t> normalize(lengths.size(), 1);
   BatchOutput output;
   Status status = runner.run(
-      {batch.input_ids(), batch.token_type_ids(), batch.cu_seqlens(), pooling, normalize}, output);
+      {batch.input_ids(), batch.token_type_ids(), batch.cu_seqlens(), pooling, normalize, {}},
+      output);
   if (!status.is_ok()) {
     return Status(status.code(), fmt::format("warm-up batch of {} sequences, {} tokens: {}",
                                              lengths.size(), batch.num_tokens(), status.message()));

@@ -1,10 +1,12 @@
-// The production BatchRunner: BertEncoder forward over the flat batch, then pooling per sequence
-// with that sequence's settings. Plus warm_up(), run once before a server takes traffic.
+// The production BatchRunner: BertEncoder forward over the flat batch, then per sequence its
+// pooling (the head's, else the sequence's setting), the head's layers (engine/head.h) and, when
+// the sequence asks, L2 normalization. Plus warm_up(), run once before a server takes traffic.
 #pragma once
 
 #include <cstdint>
 
 #include "tideserve/engine/bert_encoder.h"
+#include "tideserve/engine/head.h"
 #include "tideserve/runtime/scheduler.h"
 #include "tideserve/util/status.h"
 
@@ -12,15 +14,18 @@ namespace tideserve::runtime {
 
 class EncoderRunner : public BatchRunner {
  public:
-  // `encoder` must outlive the runner. Like the encoder, run() is for one thread at a time (the
+  // `encoder` (and the weights `head` points to) must outlive the runner. Without a head the
+  // rows are the pooled hidden states. Like the encoder, run() is for one thread at a time (the
   // scheduler's engine worker).
-  explicit EncoderRunner(engine::BertEncoder& encoder) : encoder_(encoder) {}
+  explicit EncoderRunner(engine::BertEncoder& encoder, engine::Head head = {});
 
   Status run(const BatchInput& batch, BatchOutput& output) override;
-  int64_t hidden_size() const override { return encoder_.config().hidden_size; }
+  int64_t output_size() const override { return head_.output_size(); }
+  const engine::Head& head() const { return head_; }
 
  private:
   engine::BertEncoder& encoder_;
+  engine::Head head_;
   engine::EncoderOutput hidden_;  // last hidden states, reused across batches
 };
 

@@ -2,13 +2,19 @@
 // from a model directory and checks them against each other. `serve`, `embed` and the engine
 // benchmark all load through it.
 //
-//   load: config.json + model.safetensors (mapped) -> tokenizer (tokenizer.json | vocab.txt),
-//         checked against the model's vocabulary -> limits (max input length within the model's
-//         positions and the batch budget) -> encoder in the asked precision -> warm-up -> service
+//   load: the directory's declarations (model/model_directory.h: kind, sentence-transformers
+//         modules, prompts, labels) -> config.json + model.safetensors (mapped) -> tokenizer
+//         (tokenizer.json | vocab.txt), checked against the model's vocabulary -> limits (max
+//         input length within the model's positions and the batch budget) -> encoder in the asked
+//         precision -> head (pooling, Dense / Normalize, or the classifier) -> warm-up -> service
+//
+// Pooling: the --pooling flag, else what the directory declares (1_Pooling/config.json), else CLS
+// (the original service's answer); info().pooling_source says which.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "tideserve/engine/precision.h"
@@ -17,6 +23,7 @@
 
 namespace tideserve {
 class BertModel;
+struct ModelDirectory;
 namespace engine {
 class BertEncoder;
 }
@@ -39,8 +46,9 @@ struct ModelOptions {
   std::string model_dir;
   std::string name;  // the name APIs use; empty: the directory's name
   std::string version = "1";
-  Pooling pooling = Pooling::kCls;  // the default pooling
-  int64_t max_input_length = 0;     // 0 = the model's max_position_embeddings
+  std::optional<Pooling> pooling;  // unset: the directory's declaration, else CLS
+  int64_t max_input_length = 0;    // 0 = sentence_bert_config.json's max_seq_length, else the
+                                   // model's max_position_embeddings
   bool warm_up = true;
   EngineOptions engine;
   ServiceOptions service;
@@ -76,6 +84,7 @@ class ModelInstance {
   ModelInstance();
 
   // Destroyed in reverse order: the service (and its scheduler) before what it runs on.
+  std::unique_ptr<ModelDirectory> directory_;  // holds the Dense modules' weights
   std::unique_ptr<BertModel> model_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::unique_ptr<engine::BertEncoder> encoder_;

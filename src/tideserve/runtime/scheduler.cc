@@ -86,6 +86,10 @@ Status Scheduler::submit(std::shared_ptr<Job> job) {
       return invalid_argument(fmt::format("input {} has {} token type ids for {} tokens", i,
                                           seq.type_ids.size(), seq.ids.size()));
     }
+    if (seq.pool_skip < 0 || seq.pool_skip >= len) {
+      return invalid_argument(
+          fmt::format("input {} skips {} of its {} tokens in pooling", i, seq.pool_skip, len));
+    }
     tokens += len;
   }
 
@@ -235,7 +239,7 @@ void Scheduler::finish(Pending& pending, Status status, const JobTimings& timing
   JobResult result;
   if (status.is_ok()) {
     result.embeddings = std::move(pending.embeddings);
-    result.hidden_size = runner_.hidden_size();
+    result.hidden_size = runner_.output_size();
     result.prompt_tokens = pending.prompt_tokens;
     result.timings = timings;
   }
@@ -247,19 +251,22 @@ void Scheduler::finish(Pending& pending, Status status, const JobTimings& timing
 
 void Scheduler::run_batch(std::vector<Slot>& slots,
                           const std::function<void(const BatchStats&)>& observer) {
-  const int64_t hidden = runner_.hidden_size();
+  const int64_t hidden = runner_.output_size();
   engine::FlatBatch& batch = batch_;  // reused across batches (worker thread only)
   batch.clear();
   std::vector<engine::Pooling> pooling;
   std::vector<uint8_t> normalize;
+  std::vector<int32_t> pool_skip;
   pooling.reserve(slots.size());
   normalize.reserve(slots.size());
+  pool_skip.reserve(slots.size());
   for (const Slot& slot : slots) {
     const Job& job = *slot.pending->job;
     const Sequence& seq = job.inputs[slot.input];
     batch.add(seq.ids, seq.type_ids);
     pooling.push_back(job.pooling);
     normalize.push_back(job.normalize ? 1 : 0);
+    pool_skip.push_back(seq.pool_skip);
   }
 
   const Clock::time_point batch_start = Clock::now();
@@ -271,8 +278,8 @@ void Scheduler::run_batch(std::vector<Slot>& slots,
       p.embeddings.assign(static_cast<size_t>(p.num_inputs * hidden), 0.f);
     }
   }
-  BatchInput input{batch.input_ids(), batch.token_type_ids(), batch.cu_seqlens(), pooling,
-                   normalize};
+  BatchInput input{
+      batch.input_ids(), batch.token_type_ids(), batch.cu_seqlens(), pooling, normalize, pool_skip};
   BatchOutput output;
   Status status = runner_.run(input, output);
   const Clock::time_point batch_end = Clock::now();

@@ -43,6 +43,7 @@ struct SchedulerOptions {
 struct Sequence {
   std::vector<int32_t> ids;
   std::vector<int32_t> type_ids;  // empty = all 0
+  int32_t pool_skip = 0;          // leading tokens pooling leaves out (a prompt), < ids.size()
 };
 
 // What the engine worker hands to the runner: a flat batch plus how to pool each sequence.
@@ -52,20 +53,22 @@ struct BatchInput {
   std::span<const int32_t> cu_seqlens;       // num_sequences + 1
   std::span<const engine::Pooling> pooling;  // per sequence
   std::span<const uint8_t> normalize;        // per sequence (0/1)
+  std::span<const int32_t> pool_skip;        // per sequence
 };
 
-// The runner writes one pooled vector per sequence: [num_sequences, hidden_size].
+// The runner writes one output row per sequence: [num_sequences, output_size()] (an embedding,
+// or a classifier's logits).
 struct BatchOutput {
   std::vector<float> pooled;
-  int64_t hidden_size = 0;
+  int64_t hidden_size = 0;  // the row width
 };
 
-// The engine seen from the runtime (BertEncoder + pooling in production; fakes in tests).
+// The engine seen from the runtime (BertEncoder + head in production; fakes in tests).
 class BatchRunner {
  public:
   virtual ~BatchRunner() = default;
   virtual Status run(const BatchInput& batch, BatchOutput& output) = 0;
-  virtual int64_t hidden_size() const = 0;
+  virtual int64_t output_size() const = 0;  // the width of every row it writes
 };
 
 // Set once from any thread when the caller no longer wants the answer; copies share the flag.
@@ -86,8 +89,8 @@ struct JobTimings {
 
 struct JobResult {
   Status status;  // ok, or why not (kCancelled when cancelled, kUnavailable when shut down)
-  std::vector<float> embeddings;  // [num_inputs, hidden_size]
-  int64_t hidden_size = 0;
+  std::vector<float> embeddings;  // [num_inputs, hidden_size]: the runner's rows
+  int64_t hidden_size = 0;        // the row width
   int64_t prompt_tokens = 0;
   JobTimings timings;
 };

@@ -163,31 +163,73 @@ void Api::cancel_on_disconnect(const CallPtr& call, const runtime::CancelToken& 
   call->responder->on_cancel([token] { token.cancel(); });
 }
 
+template <typename R>
+std::function<void(Result<R>)> Api::answer(const CallPtr& call, int64_t num_inputs,
+                                           std::function<void(const CallPtr&, R&&)> finish,
+                                           FailureHook on_failure) {
+  return [this, call, num_inputs, finish = std::move(finish),
+          on_failure = std::move(on_failure)](Result<R> result) {
+    if (!result.is_ok()) {
+      const Status& st = result.status();
+      if (st.code() == StatusCode::kResourceExhausted) metrics_.add_rejected();
+      if (st.code() == StatusCode::kCancelled) metrics_.add_cancelled(num_inputs);
+      if (on_failure) on_failure(st);
+      return reply_status(call, st);
+    }
+    R& r = result.value();
+    for (int64_t tokens : r.token_counts) metrics_.observe_input_length(tokens);
+    metrics_.observe_timings(r.timings.queue_ms / 1000.0, r.timings.inference_ms / 1000.0);
+    call->headers.emplace_back("x-tokenization-time", format_ms(r.timings.tokenize_ms));
+    call->headers.emplace_back("x-queue-time", format_ms(r.timings.queue_ms));
+    call->headers.emplace_back("x-inference-time", format_ms(r.timings.inference_ms));
+    call->headers.emplace_back("x-prompt-tokens", std::to_string(r.prompt_tokens));
+    finish(call, std::move(r));
+  };
+}
+
 void Api::embed(const CallPtr& call, runtime::EmbedRequest&& request, EmbedFinish finish,
-                std::function<void(const Status&)> on_failure) {
+                FailureHook on_failure) {
   runtime::CancelToken cancel;
   cancel_on_disconnect(call, cancel);
-  const auto num_inputs = static_cast<int64_t>(request.inputs.size());
-  service()->embed(
-      std::move(request), cancel,
-      [this, call, num_inputs, finish = std::move(finish),
-       on_failure = std::move(on_failure)](Result<runtime::EmbedResult> result) {
-        if (!result.is_ok()) {
-          const Status& st = result.status();
-          if (st.code() == StatusCode::kResourceExhausted) metrics_.add_rejected();
-          if (st.code() == StatusCode::kCancelled) metrics_.add_cancelled(num_inputs);
-          if (on_failure) on_failure(st);
-          return reply_status(call, st);
-        }
-        runtime::EmbedResult& r = result.value();
-        for (int64_t tokens : r.token_counts) metrics_.observe_input_length(tokens);
-        metrics_.observe_timings(r.timings.queue_ms / 1000.0, r.timings.inference_ms / 1000.0);
-        call->headers.emplace_back("x-tokenization-time", format_ms(r.timings.tokenize_ms));
-        call->headers.emplace_back("x-queue-time", format_ms(r.timings.queue_ms));
-        call->headers.emplace_back("x-inference-time", format_ms(r.timings.inference_ms));
-        call->headers.emplace_back("x-prompt-tokens", std::to_string(r.prompt_tokens));
-        finish(call, std::move(r));
-      });
+  const auto n = static_cast<int64_t>(request.inputs.size());
+  service()->embed(std::move(request), cancel,
+                   answer<runtime::EmbedResult>(call, n, std::move(finish), std::move(on_failure)));
+}
+
+void Api::classify(const CallPtr& call, runtime::ScoreRequest&& request, ScoreFinish finish) {
+  runtime::CancelToken cancel;
+  cancel_on_disconnect(call, cancel);
+  const auto n = static_cast<int64_t>(request.inputs.size());
+  service()->classify(std::move(request), cancel,
+                      answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
+}
+
+void Api::rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFinish finish) {
+  runtime::CancelToken cancel;
+  cancel_on_disconnect(call, cancel);
+  const auto n = static_cast<int64_t>(request.documents.size());
+  service()->rerank(std::move(request), cancel,
+                    answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
+}
+
+Status read_embed_options(element object, runtime::EmbedRequest& request) {
+  for (auto [key, out] :
+       {std::pair{"prompt_name", &request.prompt_name}, std::pair{"prompt", &request.prompt}}) {
+    auto v = field(object, key);
+    if (!v || v->type() == element_type::NULL_VALUE) continue;
+    if (v->type() != element_type::STRING) {
+      return invalid_argument(
+          fmt::format("'{}' must be a string, not {}", key, type_name(v->type())));
+    }
+    *out = std::string(std::string_view(*v));
+  }
+  if (auto v = field(object, "dimensions"); v && v->type() != element_type::NULL_VALUE) {
+    if (v->type() != element_type::INT64 || int64_t(*v) <= 0) {
+      return invalid_argument("'dimensions' must be a positive integer");
+    }
+    request.dimensions = int64_t(*v);
+  }
+  return Status::ok();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,6 +39,10 @@ struct ApiOptions {
 // Milliseconds as the timing headers and the seed's latency_ms write them ("12.345").
 std::string format_ms(double ms);
 
+// The embedding options every family's embedding route reads from `object` (its body, or KServe's
+// parameters): "prompt_name", "prompt" (strings) and "dimensions" (a positive integer).
+Status read_embed_options(element object, runtime::EmbedRequest& request);
+
 class Api {
  public:
   Api(const ApiOptions& options, Metrics& metrics);
@@ -68,16 +72,27 @@ class Api {
   void reply_status(const CallPtr& call, const Status& status);
 
   using EmbedFinish = std::function<void(const CallPtr& call, runtime::EmbedResult&& result)>;
+  using ScoreFinish = std::function<void(const CallPtr& call, runtime::ScoreResult&& result)>;
+  using FailureHook = std::function<void(const Status&)>;
   // Runs `request` through the service. On success `finish` (on a task-pool thread) serializes
   // the answer: the timing headers and metrics are already set. Failures are answered here
   // (cancelled: 499 and counted), after `on_failure` if given.
   void embed(const CallPtr& call, runtime::EmbedRequest&& request, EmbedFinish finish,
-             std::function<void(const Status&)> on_failure = nullptr);
+             FailureHook on_failure = nullptr);
+  // The same for the classification and rerank jobs.
+  void classify(const CallPtr& call, runtime::ScoreRequest&& request, ScoreFinish finish);
+  void rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFinish finish);
   // Cancels `token` when the call's client goes away.
   void cancel_on_disconnect(const CallPtr& call, const runtime::CancelToken& token);
 
  private:
   bool check_auth(const CallPtr& call);
+  // The service's callback for a call: failures answered and counted, successes' timing headers
+  // and metrics set before `finish`.
+  template <typename R>
+  std::function<void(Result<R>)> answer(const CallPtr& call, int64_t num_inputs,
+                                        std::function<void(const CallPtr&, R&&)> finish,
+                                        FailureHook on_failure);
 
   ApiOptions options_;
   Metrics& metrics_;

@@ -124,6 +124,12 @@ JsonWriter& JsonWriter::integer(long long n) {
   return *this;
 }
 
+JsonWriter& JsonWriter::value(float f) {
+  separate();
+  append_json_float(out_, f);
+  return *this;
+}
+
 JsonWriter& JsonWriter::value(double d) {
   separate();
   if (!std::isfinite(d)) {

@@ -44,6 +44,7 @@ class JsonWriter {
     return integer(static_cast<long long>(n));
   }
   JsonWriter& value(double d);  // shortest round-trip decimal; non-finite as null
+  JsonWriter& value(float f);   // shortest decimal that reads back as this float
   JsonWriter& null();
   JsonWriter& floats(std::span<const float> values);  // [v0,v1,...]
   JsonWriter& raw(std::string_view json);             // a value already written as JSON

@@ -64,20 +64,14 @@ Status read_input(element body, std::vector<runtime::EmbedInput>& inputs) {
   return Status::ok();
 }
 
-Status parse_embeddings(element body, int64_t max_inputs, int64_t hidden_size,
-                        EmbeddingsRequest& request) {
+// {"input", "model"?, "encoding_format"?, "dimensions"?, "prompt_name"?, "prompt"?}
+Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& request) {
   TS_RETURN_IF_ERROR(read_input(body, request.embed.inputs));
   TS_RETURN_IF_ERROR(check_input_count(request.embed.inputs.size(), max_inputs));
   std::string_view format = "float";
   TS_RETURN_IF_ERROR(read_choice(body, "encoding_format", {"float", "base64"}, format));
   request.base64 = format == "base64";
-  if (auto v = field(body, "dimensions"); v && v->type() != element_type::NULL_VALUE) {
-    if (v->type() != element_type::INT64 || int64_t(*v) != hidden_size) {
-      return invalid_argument(
-          fmt::format("'dimensions' is not supported: this model's embeddings have {} dimensions",
-                      hidden_size));
-    }
-  }
+  TS_RETURN_IF_ERROR(read_embed_options(body, request.embed));
   read_string_if_present(body, "model", request.model);
   request.embed.normalize = true;  // OpenAI embeddings are unit vectors
   return Status::ok();
@@ -88,8 +82,7 @@ Status parse_embeddings(element body, int64_t max_inputs, int64_t hidden_size,
 void openai_embeddings(Api& api, const CallPtr& call) {
   EmbeddingsRequest request;
   request.model = api.options().model_id;
-  if (Status st = parse_embeddings(call->body, api.options().max_client_batch_size,
-                                   api.service()->info().hidden_size, request);
+  if (Status st = parse_embeddings(call->body, api.options().max_client_batch_size, request);
       !st.is_ok()) {
     return api.reply_status(call, st);
   }

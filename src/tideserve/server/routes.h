@@ -3,8 +3,9 @@
 // 404, 405 (with Allow), HEAD and the metrics route label all come from it.
 //
 // Handlers live in one file per API family: seed_api.cc (/health, /predict), tei_api.cc
-// (/embed, /tokenize, /info), openai_api.cc (/v1/...), kserve_api.cc (/v2/...); /metrics is
-// api.cc's own.
+// (/embed, /tokenize, /info), openai_api.cc (/v1/embeddings, /v1/models), kserve_api.cc
+// (/v2/...), and one for the scoring jobs of classifier and reranker models, scoring_api.cc
+// (/rerank, /v1/rerank, /classify); /metrics is api.cc's own.
 #pragma once
 
 #include <utility>  // must precede Asio under C++20 with g++ 12
@@ -91,6 +92,10 @@ void tei_info(Api& api, const CallPtr& call);
 // openai_api.cc
 void openai_embeddings(Api& api, const CallPtr& call);
 void openai_models(Api& api, const CallPtr& call);
+// scoring_api.cc
+void tei_rerank(Api& api, const CallPtr& call);
+void v1_rerank(Api& api, const CallPtr& call);
+void classify(Api& api, const CallPtr& call);
 // kserve_api.cc
 void kserve_server_metadata(Api& api, const CallPtr& call);
 void kserve_live(Api& api, const CallPtr& call);

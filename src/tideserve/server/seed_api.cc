@@ -48,9 +48,9 @@ Status parse_predict(element body, int64_t max_input_length, runtime::EmbedReque
     }
   }
   request.inputs.push_back(runtime::EmbedInput::from_text(std::string(std::string_view(*text))));
-  // The seed's tokenizer call truncates; its answer is the CLS vector, not normalized.
+  // The seed's tokenizer call truncates; its answer is not normalized. It pools as the model
+  // directory declares: a plain BERT directory declares nothing, so CLS, the seed's answer.
   request.truncation = {.enabled = true, .max_length = max_length};
-  request.pooling = runtime::Pooling::kCls;
   request.normalize = false;
   return Status::ok();
 }

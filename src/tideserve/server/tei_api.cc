@@ -9,7 +9,8 @@ namespace tideserve::server {
 
 namespace {
 
-// {"inputs": str | [str], "normalize": true, "truncate": false, "truncation_direction": "Right"}
+// {"inputs": str | [str], "normalize": true, "truncate": false, "truncation_direction": "Right",
+//  "prompt_name"?, "prompt"?, "dimensions"?}
 Status parse_embed(element body, int64_t max_inputs, runtime::EmbedRequest& request) {
   std::vector<std::string> texts;
   TS_RETURN_IF_ERROR(read_text_inputs(body, "inputs", max_inputs, texts));
@@ -27,7 +28,7 @@ Status parse_embed(element body, int64_t max_inputs, runtime::EmbedRequest& requ
   request.truncation.side = (direction == "Left" || direction == "left")
                                 ? runtime::TruncationSide::kLeft
                                 : runtime::TruncationSide::kRight;
-  return Status::ok();
+  return read_embed_options(body, request);
 }
 
 }  // namespace
@@ -94,9 +95,31 @@ void tei_info(Api& api, const CallPtr& call) {
   w.begin_object();
   w.field("model_id", api.options().model_id).field("model_version", api.options().model_version);
   w.field("model_dtype", info.dtype);
-  w.key("model_type").begin_object().key("embedding").begin_object();
-  w.field("pooling", runtime::pooling_name(info.pooling)).end_object().end_object();
-  w.field("hidden_size", info.hidden_size).field("max_input_length", info.max_input_length);
+  // TEI's model_type: {"embedding": {"pooling"}} or {"classifier"|"reranker": {"id2label",
+  // "label2id"}}.
+  w.key("model_type").begin_object().key(model_kind_name(info.kind)).begin_object();
+  if (info.kind == runtime::ModelKind::kEmbedding) {
+    w.field("pooling", runtime::pooling_name(info.pooling));
+    w.field("pooling_source", info.pooling_source);
+    w.field("normalized", info.normalizes);
+    w.key("prompts").begin_object();
+    for (const auto& [name, text] : info.prompts) w.field(name, text);
+    w.end_object();
+    if (info.default_prompt_name.empty()) {
+      w.key("default_prompt_name").null();
+    } else {
+      w.field("default_prompt_name", info.default_prompt_name);
+    }
+  } else {
+    w.key("id2label").begin_object();
+    for (size_t i = 0; i < info.labels.size(); ++i) w.field(std::to_string(i), info.labels[i]);
+    w.end_object().key("label2id").begin_object();
+    for (size_t i = 0; i < info.labels.size(); ++i) w.field(info.labels[i], i);
+    w.end_object().field("problem_type", problem_type_name(info.problem_type));
+  }
+  w.end_object().end_object();
+  w.field("hidden_size", info.hidden_size).field("output_size", info.output_size);
+  w.field("max_input_length", info.max_input_length);
   w.field("max_concurrent_requests", options.scheduler.max_concurrent_requests);
   w.field("max_client_batch_size", api.options().max_client_batch_size);
   w.field("max_batch_tokens", options.scheduler.max_batch_tokens);

@@ -564,4 +564,26 @@ size_t Tokenizer::num_special_tokens(bool pair) const {
   return pair ? impl_->pair_specials : impl_->single_specials;
 }
 
+std::string lowercase_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  char32_t lowered[kMaxLowercase];
+  for (size_t i = 0; i < text.size();) {
+    char32_t cp = bytes[i];
+    size_t length = 1;
+    if (cp >= 0x80) {
+      length = decode_utf8(bytes, i, text.size(), &cp);
+      if (length == 0) {
+        out.push_back(text[i++]);
+        continue;
+      }
+    }
+    const size_t n = to_lower(cp, lowered);
+    for (size_t k = 0; k < n; ++k) append_utf8(out, lowered[k]);
+    i += length;
+  }
+  return out;
+}
+
 }  // namespace tideserve::text

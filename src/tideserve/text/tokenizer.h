@@ -60,6 +60,11 @@ struct BertNormalizerOptions {
   bool lowercase = true;
 };
 
+// `text` with every code point lowercased by its Unicode mapping (as the normalizer's lowercase
+// does; no accent stripping): sentence-transformers' do_lower_case. Bytes that are not valid
+// UTF-8 are kept as they are, for the tokenizer to report.
+std::string lowercase_text(std::string_view text);
+
 class Tokenizer {
  public:
   ~Tokenizer();
