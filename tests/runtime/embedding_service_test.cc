@@ -412,5 +412,89 @@ TEST_F(EmbeddingServiceTest, ConcurrentClientsAllGetTheirOwnAnswers) {
   EXPECT_EQ(service_->inflight_inputs(), 0);
 }
 
+// Streaming: every row reaches on_row once, each before the final answer, and the answer holds
+// the same rows. Run with one sequence per batch so rows come from many batches (and, under
+// ThreadSanitizer, from two pool threads that must not overlap for one call).
+TEST_F(EmbeddingServiceTest, StreamedRowsComeOnceEachBeforeTheAnswer) {
+  ServiceOptions options;
+  options.scheduler.max_batch_requests = 1;
+  options.scheduler.max_concurrent_requests = 64;
+  make_service(options);
+  std::vector<std::string> inputs;
+  for (int i = 0; i < 24; ++i) inputs.push_back(std::string(static_cast<size_t>(1 + i % 5), 'a'));
+  std::mutex mutex;
+  std::vector<EmbeddingService::Row> rows;
+  bool answered = false, row_after_answer = false;
+  EmbedAnswer answer;
+  auto callback = answer.callback();
+  service_->embed_stream(
+      texts(inputs), CancelToken(),
+      [&](EmbeddingService::Row&& row) {
+        std::lock_guard<std::mutex> lock(mutex);
+        row_after_answer |= answered;
+        rows.push_back(std::move(row));
+      },
+      [&](Result<EmbedResult> result) {
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          answered = true;
+        }
+        callback(std::move(result));
+      });
+  auto& result = answer.wait();
+  ASSERT_TRUE(result.is_ok()) << result.status().to_string();
+  std::lock_guard<std::mutex> lock(mutex);
+  EXPECT_FALSE(row_after_answer);
+  ASSERT_EQ(rows.size(), inputs.size());
+  std::vector<bool> seen(inputs.size(), false);
+  for (const EmbeddingService::Row& r : rows) {
+    ASSERT_LT(r.index, inputs.size());
+    EXPECT_FALSE(seen[r.index]) << "row " << r.index << " twice";
+    seen[r.index] = true;
+    EXPECT_EQ(r.values, row(result.value(), r.index));
+    EXPECT_EQ(r.tokens, result->token_counts[r.index]);
+    EXPECT_FALSE(r.chunk.has_value());
+  }
+}
+
+// Chunking: documents split into chunks of at most max_tokens, in order, each with its offsets;
+// a chunk's ids are the document's own between [CLS] and [SEP]; more chunks than admitted inputs
+// are admitted on top.
+TEST_F(EmbeddingServiceTest, ChunkedDocumentsBecomeOneRowPerChunk) {
+  ServiceOptions options;
+  options.scheduler.max_concurrent_requests = 64;
+  make_service(options);
+  const std::string doc = "今天天气很好。我们去公园散步吧！然后吃饭。";  // 21 characters
+  EmbedRequest request = texts({doc, "hello"});
+  request.chunking = Chunking{.max_tokens = 8, .overlap = 2, .document_embedding = true};
+  EmbedAnswer answer;
+  auto& result = embed(std::move(request), answer);
+  ASSERT_TRUE(result.is_ok()) << result.status().to_string();
+  const EmbedResult& r = result.value();
+  ASSERT_EQ(r.chunks.size(), r.size());
+  ASSERT_GE(r.chunks.size(), 4u);
+  EXPECT_EQ(r.chunks.back().input, 1u);
+  EXPECT_EQ(r.chunks.front().char_start, 0u);
+  uint32_t end = 0;
+  for (size_t k = 0; k + 1 < r.chunks.size(); ++k) {
+    const ChunkSpan& c = r.chunks[k];
+    if (c.input != 0) continue;
+    EXPECT_EQ(c.chunk, k);
+    EXPECT_LE(r.token_counts[k], 8);
+    EXPECT_EQ(c.byte_end - c.byte_start, 3 * (c.char_end - c.char_start));  // CJK: 3 bytes each
+    end = c.char_end;
+  }
+  EXPECT_EQ(end, 21u);
+  EXPECT_EQ(r.document_embeddings.size(), 2 * static_cast<size_t>(r.hidden_size));
+  // Token id inputs are not documents.
+  EmbedRequest ids;
+  ids.inputs.push_back(EmbedInput::from_ids({2, 5, 3}));
+  ids.chunking = Chunking{};
+  EmbedAnswer refused;
+  auto& bad = embed(std::move(ids), refused);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace tideserve::runtime

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -75,6 +76,18 @@ class Client {
       if (n <= 0) return {};
       data.append(chunk, static_cast<size_t>(n));
     }
+  }
+
+  // Everything received until `marker` has come (empty on EOF, error or timeout before it).
+  std::string read_until(const std::string& marker) {
+    std::string data;
+    char chunk[4096];
+    while (data.find(marker) == std::string::npos) {
+      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n <= 0) return {};
+      data.append(chunk, static_cast<size_t>(n));
+    }
+    return data;
   }
 
   // What the next recv says: "eof" (an orderly close), "data", "timeout" or the error.
@@ -254,6 +267,62 @@ TEST_F(HttpServerTest, ConnectionIdleAfterItsAnswerDuringTheDrainIsClosed) {
   EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
   EXPECT_EQ(client.next_event(), "eof");
   EXPECT_TRUE(wait_until([&] { return server_->open_connections() == 0; }));
+}
+
+TEST_F(HttpServerTest, AStreamGoesOutInChunksAndTheConnectionStaysUsable) {
+  Client client(server_->port());
+  ASSERT_TRUE(client.connected());
+  client.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::shared_ptr<Responder> responder = wait_held();
+  ASSERT_NE(responder, nullptr);
+  Response head{http::status::ok, 11};
+  head.set(http::field::content_type, "text/event-stream");
+  responder->start_stream(std::move(head));
+  // The head and the first piece arrive before the stream ends.
+  responder->write_stream("event: a\n\n");
+  const std::string first = client.read_until("event: a");
+  ASSERT_FALSE(first.empty());
+  EXPECT_NE(first.find("Transfer-Encoding: chunked"), std::string::npos) << first;
+  EXPECT_NE(first.find("text/event-stream"), std::string::npos) << first;
+  // Pieces written from other threads keep their order.
+  std::thread writer([&] {
+    for (int i = 0; i < 50; ++i) responder->write_stream("event: " + std::to_string(i) + "\n\n");
+    responder->end_stream();
+  });
+  writer.join();
+  const std::string rest = client.read_until("0\r\n\r\n");
+  ASSERT_FALSE(rest.empty());
+  size_t at = 0;
+  for (int i = 0; i < 50; ++i) {
+    const size_t next = rest.find("event: " + std::to_string(i) + "\n", at);
+    ASSERT_NE(next, std::string::npos) << i;
+    at = next;
+  }
+  responder.reset();
+  // Keep-alive: the next request on the same connection is answered.
+  client.send(kGet);
+  EXPECT_EQ(client.read_response().rfind("HTTP/1.1 200", 0), 0u);
+}
+
+TEST_F(HttpServerTest, AClientLeavingAStreamRunsItsCancelCallback) {
+  auto client = std::make_unique<Client>(server_->port());
+  ASSERT_TRUE(client->connected());
+  client->send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::shared_ptr<Responder> responder = wait_held();
+  ASSERT_NE(responder, nullptr);
+  std::atomic<bool> cancelled{false};
+  responder->on_cancel([&] { cancelled.store(true); });
+  responder->start_stream(Response{http::status::ok, 11});
+  responder->write_stream("event: a\n\n");
+  ASSERT_FALSE(client->read_until("event: a").empty());
+  client.reset();  // the client goes away mid-stream
+  EXPECT_TRUE(wait_until([&] { return cancelled.load(); }));
+  EXPECT_TRUE(responder->cancelled());
+  // Writing on and ending a stream whose client left is harmless.
+  responder->write_stream("event: b\n\n");
+  responder->end_stream();
+  responder.reset();
+  EXPECT_TRUE(wait_until([&] { return server_->active_requests() == 0; }));
 }
 
 }  // namespace

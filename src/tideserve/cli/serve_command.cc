@@ -107,6 +107,17 @@ void add_serve_command(CLI::App& app) {
       ->envname("MAX_TOKENIZE_TOKENS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();
+  cmd->add_option("--max-chunks-per-document", model.service.max_chunks_per_document,
+                  "Chunks one document may make with \"chunking\" (413 beyond)")
+      ->envname("MAX_CHUNKS_PER_DOCUMENT")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--max-document-bytes", model.service.max_document_bytes,
+                  "Bytes of one document with \"chunking\" (413 beyond; the payload limit applies "
+                  "too)")
+      ->envname("MAX_DOCUMENT_BYTES")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
+      ->capture_default_str();
   cmd->add_option("--max-batch-tokens", scheduler.max_batch_tokens, "Real tokens per engine batch")
       ->envname("MAX_BATCH_TOKENS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <utility>
 
 #include <fmt/format.h>
@@ -46,9 +47,41 @@ struct EmbeddingService::EmbedCall {
   EmbedRequest request;
   CancelToken cancel;
   EmbedCallback callback;
+  RowCallback on_row;  // streaming only
   Clock::time_point admitted = Clock::now();
-  int64_t num_inputs = 0;
+  int64_t num_inputs = 0;  // admitted slots: inputs, or chunks once the documents are split
+  std::vector<ChunkSpan> chunks;
+
+  // Streaming: rows and the final answer run on the pool one after another, in posting order.
+  std::mutex order_mutex;
+  std::deque<std::function<void()>> ordered;
+  bool draining_ordered = false;
 };
+
+void EmbeddingService::post_ordered(const std::shared_ptr<EmbedCall>& call,
+                                    std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(call->order_mutex);
+    call->ordered.push_back(std::move(task));
+    if (call->draining_ordered) return;  // the running drain takes it
+    call->draining_ordered = true;
+  }
+  pool_.post([call] {
+    for (;;) {
+      std::function<void()> next;
+      {
+        std::lock_guard<std::mutex> lock(call->order_mutex);
+        if (call->ordered.empty()) {
+          call->draining_ordered = false;
+          return;
+        }
+        next = std::move(call->ordered.front());
+        call->ordered.pop_front();
+      }
+      next();
+    }
+  });
+}
 
 EmbeddingService::EmbeddingService(BatchRunner& runner, const text::Tokenizer& tokenizer,
                                    ModelInfo info, const ServiceOptions& options)
@@ -99,11 +132,27 @@ Status EmbeddingService::admit(int64_t n) {
   return Status::ok();
 }
 
+Status EmbeddingService::admit_more(int64_t n) {
+  if (n <= 0) return Status::ok();
+  const int64_t limit = options_.scheduler.max_concurrent_requests;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t inflight = inflight_.load(std::memory_order_relaxed);
+  if (inflight + n > limit) {
+    return resource_exhausted(fmt::format(
+        "server at capacity ({} inputs in flight with the request's chunks, limit {}); retry "
+        "later",
+        inflight + n, limit));
+  }
+  inflight_.fetch_add(n, std::memory_order_relaxed);
+  return Status::ok();
+}
+
 void EmbeddingService::release(int64_t n) {
   inflight_.fetch_sub(n, std::memory_order_relaxed);
 }
 
-void EmbeddingService::run(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback) {
+void EmbeddingService::run(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback,
+                           RowCallback on_row) {
   const auto n = static_cast<int64_t>(request.inputs.size());
   if (n == 0) return callback(invalid_argument("the request has no inputs"));
   if (Status st = admit(n); !st.is_ok()) return callback(std::move(st));
@@ -111,12 +160,34 @@ void EmbeddingService::run(EmbedRequest&& request, CancelToken cancel, EmbedCall
   call->request = std::move(request);
   call->cancel = std::move(cancel);
   call->callback = std::move(callback);
+  call->on_row = std::move(on_row);
   call->num_inputs = n;
   if (text_bytes(call->request) <= options_.inline_tokenize_bytes) return prepare(call);
   pool_.post([this, call] { prepare(call); });
 }
 
+namespace {
+
+// Keeps the first `keep` of each `width`-wide row in place, renormalized when `unit`.
+void cut_rows(std::vector<float>& rows, size_t width, size_t keep, bool unit) {
+  const size_t n = width == 0 ? 0 : rows.size() / width;
+  for (size_t i = 0; i < n; ++i) {
+    // Rows move down in place: row i's source starts at or after its destination.
+    std::copy_n(rows.begin() + static_cast<std::ptrdiff_t>(i * width), keep,
+                rows.begin() + static_cast<std::ptrdiff_t>(i * keep));
+    if (unit) engine::l2_normalize(rows.data() + i * keep, static_cast<int64_t>(keep));
+  }
+  rows.resize(n * keep);
+}
+
+}  // namespace
+
 void EmbeddingService::embed(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback) {
+  embed_stream(std::move(request), std::move(cancel), nullptr, std::move(callback));
+}
+
+void EmbeddingService::embed_stream(EmbedRequest&& request, CancelToken cancel, RowCallback on_row,
+                                    EmbedCallback callback) {
   if (info_.kind != ModelKind::kEmbedding) {
     return callback(invalid_argument(
         fmt::format("model '{}' is a {}, not an embedding model: it answers {}", info_.name,
@@ -131,25 +202,28 @@ void EmbeddingService::embed(EmbedRequest&& request, CancelToken cancel, EmbedCa
                     dimensions, info_.output_size, info_.output_size)));
   }
   if (dimensions == 0 || dimensions == info_.output_size) {
-    return run(std::move(request), std::move(cancel), std::move(callback));
+    return run(std::move(request), std::move(cancel), std::move(callback), std::move(on_row));
   }
   const bool unit = request.normalize || info_.normalizes;
-  run(std::move(request), std::move(cancel),
-      [dimensions, unit, callback = std::move(callback)](Result<EmbedResult> result) {
+  const auto width = static_cast<size_t>(info_.output_size);
+  const auto keep = static_cast<size_t>(dimensions);
+  if (on_row) {
+    on_row = [width, keep, unit, on_row = std::move(on_row)](Row&& row) {
+      cut_rows(row.values, width, keep, unit);
+      on_row(std::move(row));
+    };
+  }
+  run(
+      std::move(request), std::move(cancel),
+      [width, keep, unit, callback = std::move(callback)](Result<EmbedResult> result) {
         if (!result.is_ok()) return callback(std::move(result));
         EmbedResult& r = result.value();
-        const auto width = static_cast<size_t>(r.hidden_size);
-        const auto keep = static_cast<size_t>(dimensions);
-        for (size_t i = 0; i < r.size(); ++i) {
-          // Rows move down in place: row i's source starts at or after its destination.
-          std::copy_n(r.embeddings.begin() + static_cast<std::ptrdiff_t>(i * width), keep,
-                      r.embeddings.begin() + static_cast<std::ptrdiff_t>(i * keep));
-          if (unit) engine::l2_normalize(r.embeddings.data() + i * keep, dimensions);
-        }
-        r.embeddings.resize(r.size() * keep);
-        r.hidden_size = dimensions;
+        cut_rows(r.embeddings, width, keep, unit);
+        cut_rows(r.document_embeddings, width, keep, unit);
+        r.hidden_size = static_cast<int64_t>(keep);
         callback(std::move(result));
-      });
+      },
+      std::move(on_row));
 }
 
 void EmbeddingService::activate(std::span<float> row) const {
@@ -213,10 +287,9 @@ void EmbeddingService::rerank(RerankRequest&& request, CancelToken cancel, Score
 }
 
 void EmbeddingService::prepare(const std::shared_ptr<EmbedCall>& call) {
-  const int64_t n = call->num_inputs;
   auto fail = [&](Status status) {
     prepared();
-    release(n);
+    release(call->num_inputs);
     call->callback(std::move(status));
   };
   if (call->cancel.cancelled()) return fail(cancelled_error("request cancelled"));
@@ -228,7 +301,15 @@ void EmbeddingService::prepare(const std::shared_ptr<EmbedCall>& call) {
   const int64_t max_length =
       truncation.max_length > 0 ? truncation.max_length : info_.max_input_length;
   auto job = std::make_shared<Job>();
-  if (Status st = encode(call->request, max_length, job->inputs); !st.is_ok()) {
+  if (call->request.chunking) {
+    if (Status st = chunk(call->request, job->inputs, call->chunks); !st.is_ok()) {
+      return fail(std::move(st));
+    }
+    // Each chunk is an input in flight: admit the ones beyond the documents already admitted.
+    const auto more = static_cast<int64_t>(job->inputs.size()) - call->num_inputs;
+    if (Status st = admit_more(more); !st.is_ok()) return fail(std::move(st));
+    call->num_inputs += std::max<int64_t>(more, 0);
+  } else if (Status st = encode(call->request, max_length, job->inputs); !st.is_ok()) {
     return fail(std::move(st));
   }
   std::vector<int64_t> token_counts;
@@ -240,11 +321,20 @@ void EmbeddingService::prepare(const std::shared_ptr<EmbedCall>& call) {
   job->normalize = call->request.normalize;
   job->cancel = call->cancel;
   const double tokenize_ms = ms_since(call->admitted);
+  if (call->on_row) {
+    job->on_row = [this, call, token_counts](size_t index, std::span<const float> values) {
+      // On the engine worker: copy the row and hand it to the pool at once.
+      Row row{index, std::vector<float>(values.begin(), values.end()), token_counts[index],
+              std::nullopt};
+      if (!call->chunks.empty()) row.chunk = call->chunks[index];
+      post_ordered(call, [call, row = std::move(row)]() mutable { call->on_row(std::move(row)); });
+    };
+  }
   job->on_done = [this, call, tokenize_ms,
                   token_counts = std::move(token_counts)](JobResult&& job_result) mutable {
-    // On the engine worker: hand the answer to the pool at once.
-    pool_.post([this, call, tokenize_ms, token_counts = std::move(token_counts),
-                job_result = std::move(job_result)]() mutable {
+    // On the engine worker: hand the answer to the pool at once (after the rows, if streaming).
+    auto answer = [this, call, tokenize_ms, token_counts = std::move(token_counts),
+                   job_result = std::move(job_result)]() mutable {
       release(call->num_inputs);
       if (!job_result.status.is_ok()) return call->callback(std::move(job_result.status));
       EmbedResult result;
@@ -253,8 +343,15 @@ void EmbeddingService::prepare(const std::shared_ptr<EmbedCall>& call) {
       result.token_counts = std::move(token_counts);
       result.prompt_tokens = job_result.prompt_tokens;
       result.timings = {tokenize_ms, job_result.timings.queue_ms, job_result.timings.inference_ms};
+      result.chunks = std::move(call->chunks);
+      if (!result.chunks.empty() && call->request.chunking->document_embedding) {
+        pool_documents(result, call->request.inputs.size(),
+                       call->request.normalize || info_.normalizes);
+      }
       call->callback(std::move(result));
-    });
+    };
+    if (call->on_row) return post_ordered(call, std::move(answer));
+    pool_.post(std::move(answer));
   };
   Status st = scheduler_->submit(job);
   if (!st.is_ok()) return fail(std::move(st));
@@ -385,6 +482,133 @@ Status EmbeddingService::encode(const EmbedRequest& request, int64_t max_length,
     }
   }
   return Status::ok();
+}
+
+namespace {
+
+// Tokens after which a sentence ends.
+bool ends_sentence(std::string_view token) {
+  for (std::string_view end : {".", "!", "?", ";", "。", "！", "？", "；", "…"}) {
+    if (token == end) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Status EmbeddingService::chunk(const EmbedRequest& request, std::vector<Sequence>& out,
+                               std::vector<ChunkSpan>& spans) const {
+  const Chunking& c = *request.chunking;
+  const int64_t max_tokens = c.max_tokens > 0 ? c.max_tokens : info_.max_input_length;
+  if (max_tokens < 3 || max_tokens > info_.max_input_length) {
+    return invalid_argument(fmt::format(
+        "chunk max_tokens {} is outside [3, {}] (the max input length, [CLS] and [SEP] included)",
+        max_tokens, info_.max_input_length));
+  }
+  const int64_t budget = max_tokens - 2;  // tokens of text per chunk
+  if (c.overlap < 0 || c.overlap >= budget) {
+    return invalid_argument(fmt::format(
+        "chunk overlap {} must be from 0 to {} (less than max_tokens minus [CLS] and [SEP])",
+        c.overlap, budget - 1));
+  }
+  if (request.prompt || request.prompt_name) {
+    return invalid_argument("chunked documents take no prompt");
+  }
+  text::EncodeOptions options;
+  options.truncation = false;
+  text::Encoding e;
+  for (size_t i = 0; i < request.inputs.size(); ++i) {
+    const EmbedInput& input = request.inputs[i];
+    if (input.is_ids || input.pair) {
+      return invalid_argument(
+          fmt::format("input {}: chunking splits texts, not token ids or pairs", i));
+    }
+    if (static_cast<int64_t>(input.text.size()) > options_.max_document_bytes) {
+      return out_of_range(
+          fmt::format("input {} holds {} bytes; a chunked document holds at most {}", i,
+                      input.text.size(), options_.max_document_bytes));
+    }
+    std::string lowered;
+    std::string_view text = input.text;
+    if (info_.do_lower_case) {
+      lowered = text::lowercase_text(input.text);
+      if (lowered.size() != input.text.size()) {
+        return invalid_argument(fmt::format(
+            "input {}: lowercasing changes its length, so chunk offsets would not map back to it",
+            i));
+      }
+      text = lowered;
+    }
+    Status st = tokenizer_.encode_into(text, options, &e);
+    if (!st.is_ok()) return invalid_argument(fmt::format("input {}: {}", i, st.message()));
+    // [CLS] text tokens [SEP]: the text is [1, n - 1).
+    const auto n = static_cast<int64_t>(e.ids.size());
+    if (n < 3 || !e.special_tokens_mask.front() || !e.special_tokens_mask.back()) {
+      return invalid_argument(fmt::format("input {} has no text to chunk", i));
+    }
+    const int64_t last = n - 1;
+    auto word_start = [&](int64_t t) { return e.tokens[t].substr(0, 2) != "##"; };
+    auto sentence_before = [&](int64_t t) {
+      if (ends_sentence(e.tokens[t - 1])) return true;
+      const uint32_t from = e.byte_offsets[t - 1].end, to = e.byte_offsets[t].start;
+      return text.substr(from, to > from ? to - from : 0).find('\n') != std::string_view::npos;
+    };
+    size_t chunks = 0;
+    for (int64_t start = 1; start < last;) {
+      int64_t end = std::min(start + budget, last);
+      if (end < last) {
+        // Cut before a word: after a sentence end in the window's second half, else at the last
+        // word boundary; a single word longer than the window is cut inside.
+        int64_t cut = -1;
+        for (int64_t t = end; c.sentences && t > start + budget / 2 && cut < 0; --t) {
+          if (word_start(t) && sentence_before(t)) cut = t;
+        }
+        for (int64_t t = end; t > start && cut < 0; --t) {
+          if (word_start(t)) cut = t;
+        }
+        end = cut > start ? cut : end;
+      }
+      if (++chunks > static_cast<size_t>(options_.max_chunks_per_document)) {
+        return out_of_range(fmt::format(
+            "input {} makes more than {} chunks of {} tokens; send it in parts or with larger "
+            "chunks",
+            i, options_.max_chunks_per_document, max_tokens));
+      }
+      Sequence& seq = out.emplace_back();
+      seq.ids.reserve(static_cast<size_t>(end - start + 2));
+      seq.ids.push_back(e.ids.front());
+      seq.ids.insert(seq.ids.end(), e.ids.begin() + start, e.ids.begin() + end);
+      seq.ids.push_back(e.ids.back());
+      spans.push_back({i, chunks - 1, e.char_offsets[start].start, e.char_offsets[end - 1].end,
+                       e.byte_offsets[start].start, e.byte_offsets[end - 1].end});
+      if (end >= last) break;
+      // The next chunk repeats `overlap` tokens, from a word's start, always moving forward.
+      int64_t next = std::max(end - c.overlap, start + 1);
+      while (next > start + 1 && !word_start(next)) --next;
+      while (next < end && !word_start(next)) ++next;
+      start = next;
+    }
+  }
+  return Status::ok();
+}
+
+void EmbeddingService::pool_documents(EmbedResult& result, size_t documents, bool unit) const {
+  const auto width = static_cast<size_t>(result.hidden_size);
+  result.document_embeddings.assign(documents * width, 0.f);
+  std::vector<double> sum(width);
+  std::vector<double> weight(documents, 0.0);
+  for (size_t d = 0, r = 0; d < documents; ++d) {
+    std::fill(sum.begin(), sum.end(), 0.0);
+    for (; r < result.chunks.size() && result.chunks[r].input == d; ++r) {
+      const auto w = static_cast<double>(result.token_counts[r]);
+      std::span<const float> row = result.row(r);
+      for (size_t k = 0; k < width; ++k) sum[k] += w * row[k];
+      weight[d] += w;
+    }
+    float* y = result.document_embeddings.data() + d * width;
+    for (size_t k = 0; k < width; ++k) y[k] = static_cast<float>(sum[k] / weight[d]);
+    if (unit) engine::l2_normalize(y, static_cast<int64_t>(width));
+  }
 }
 
 void EmbeddingService::tokenize(TokenizeRequest&& request, CancelToken cancel,

@@ -66,6 +66,24 @@ struct Truncation {
   int64_t max_length = 0;  // tokens, specials included; 0 = the model's max input length
 };
 
+// Long documents: each text input split into chunks on token boundaries, each chunk embedded.
+struct Chunking {
+  int64_t max_tokens = 0;  // tokens per chunk, [CLS] and [SEP] included; 0 = the max input length
+  int64_t overlap = 0;     // tokens the next chunk repeats from the end of this one
+  // Cut after a sentence end (。！？.!?;；… or a line break) in the window's second half when one
+  // is there; else at the last word boundary.
+  bool sentences = true;
+  bool document_embedding = false;  // also one vector per document: chunks' token-weighted mean
+};
+
+// Where a chunk lies in its document.
+struct ChunkSpan {
+  size_t input = 0;                       // the document (index of the request's input)
+  size_t chunk = 0;                       // its position in that document
+  uint32_t char_start = 0, char_end = 0;  // code points, [start, end)
+  uint32_t byte_start = 0, byte_end = 0;  // UTF-8 bytes
+};
+
 struct EmbedRequest {
   std::vector<EmbedInput> inputs;
   Truncation truncation;
@@ -79,6 +97,8 @@ struct EmbedRequest {
   // Matryoshka: keep the first `dimensions` components (0: all), renormalized when the output is
   // a unit vector (normalize, or the model's Normalize module).
   int64_t dimensions = 0;
+  // Set: every text input is a document, split into chunks (token id inputs are refused).
+  std::optional<Chunking> chunking;
 };
 
 // Classification: texts or text pairs, each scored over the model's labels.
@@ -103,11 +123,13 @@ struct StageTimings {
 };
 
 struct EmbedResult {
-  std::vector<float> embeddings;  // [num_inputs, hidden_size], row-major
-  int64_t hidden_size = 0;
-  std::vector<int64_t> token_counts;  // per input, after truncation, specials included
+  std::vector<float> embeddings;      // [num_rows, hidden_size], row-major: one row per input
+  int64_t hidden_size = 0;            // (per chunk with chunking)
+  std::vector<int64_t> token_counts;  // per row, after truncation, specials included
   int64_t prompt_tokens = 0;          // their sum
   StageTimings timings;
+  std::vector<ChunkSpan> chunks;           // with chunking: what each row is
+  std::vector<float> document_embeddings;  // with document_embedding: [num_inputs, hidden_size]
 
   size_t size() const { return token_counts.size(); }
   std::span<const float> row(size_t i) const {
@@ -172,12 +194,22 @@ struct ServiceOptions {
   // A request whose inputs hold at most this many bytes is tokenized on the caller's thread
   // (a few microseconds; a hop to the pool would cost more than it saves).
   int64_t inline_tokenize_bytes = 2048;
+  int64_t max_chunks_per_document = 256;  // chunking: more is kOutOfRange
+  int64_t max_document_bytes = 1 << 20;   // chunking: a longer document is kOutOfRange
 };
 
 class EmbeddingService {
  public:
   using EmbedCallback = std::function<void(Result<EmbedResult>)>;
   using ScoreCallback = std::function<void(Result<ScoreResult>)>;
+  // Streaming: one row (an input's vector, or a chunk's) as soon as its batch completes.
+  struct Row {
+    size_t index = 0;  // into EmbedResult's rows
+    std::vector<float> values;
+    int64_t tokens = 0;
+    std::optional<ChunkSpan> chunk;
+  };
+  using RowCallback = std::function<void(Row&&)>;
   using TokenizeCallback = std::function<void(Result<TokenizeResult>)>;
 
   // `runner` and `tokenizer` must outlive the service. The engine worker starts with start().
@@ -202,6 +234,10 @@ class EmbeddingService {
   // Same contract as embed(): scores activated per the model's problem type (softmax over the
   // labels; sigmoid for multi-label; none for regression; for one label the sigmoid unless the
   // model says Identity) unless raw_scores.
+  // embed() that also calls `on_row` for every row in the order the batches complete, on the task
+  // pool, each before the next and all before `callback` (whose result holds every row too).
+  void embed_stream(EmbedRequest&& request, CancelToken cancel, RowCallback on_row,
+                    EmbedCallback callback);
   void classify(ScoreRequest&& request, CancelToken cancel, ScoreCallback callback);
   void rerank(RerankRequest&& request, CancelToken cancel, ScoreCallback callback);
   // Tokenizes on the task pool (admitted like embed, one slot per input).
@@ -229,15 +265,25 @@ class EmbeddingService {
 
   // Admission: reserves `n` inputs or says why not.
   Status admit(int64_t n);
+  // For a request already admitted whose inputs grew (chunks): reserves `n` more.
+  Status admit_more(int64_t n);
   void release(int64_t n);
   // An admitted request is with the scheduler, or answered, or tokenized (drain waits for it).
   void prepared();
   // Tokenizes / checks the inputs and submits the job; answers the call on failure.
   void prepare(const std::shared_ptr<EmbedCall>& call);
   // Runs an already checked request; `callback` gets the runner's rows.
-  void run(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback);
+  void run(EmbedRequest&& request, CancelToken cancel, EmbedCallback callback,
+           RowCallback on_row = nullptr);
+  // Splits the text inputs into chunk sequences (chunking); `spans` says what each one is.
+  Status chunk(const EmbedRequest& request, std::vector<Sequence>& out,
+               std::vector<ChunkSpan>& spans) const;
   Status resolve_prompt(const EmbedRequest& request, Prompt& prompt) const;
   Status encode(const EmbedRequest& request, int64_t max_length, std::vector<Sequence>& out) const;
+  // Streaming: runs `task` on the pool after every task posted before it for `call`.
+  void post_ordered(const std::shared_ptr<EmbedCall>& call, std::function<void()> task);
+  // The token-weighted mean of each document's chunk rows (chunking.document_embedding).
+  void pool_documents(EmbedResult& result, size_t documents, bool unit) const;
   // Logits -> scores, in place.
   void activate(std::span<float> row) const;
 

@@ -311,6 +311,11 @@ void Scheduler::run_batch(std::vector<Slot>& slots,
     Pending& p = *slots[s].pending;
     std::copy_n(output.pooled.begin() + static_cast<std::ptrdiff_t>(s * hidden), hidden,
                 p.embeddings.begin() + static_cast<std::ptrdiff_t>(slots[s].input * hidden));
+    if (p.job->on_row) {
+      p.job->on_row(slots[s].input,
+                    std::span<const float>(output.pooled)
+                        .subspan(s * static_cast<size_t>(hidden), static_cast<size_t>(hidden)));
+    }
     if (++p.computed == p.num_inputs) {
       finish(p, Status::ok(),
              JobTimings{ms_between(p.admitted, p.first_batch_start),

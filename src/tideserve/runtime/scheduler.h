@@ -104,6 +104,10 @@ struct Job {
   // drain() or the destructor only for a scheduler that was never started). A rejected submit
   // never calls it. Keep it cheap: post the result to an IO executor.
   std::function<void(JobResult&&)> on_done;
+  // Optional (streaming): called on the engine worker with each input's row as soon as the batch
+  // holding it completes, before on_done; never for a job that failed or was cancelled before
+  // that input was computed. Keep it cheap: post the row to another thread.
+  std::function<void(size_t input, std::span<const float> row)> on_row;
   // Cancelled from any thread when the client went away; the job's sequences not yet computed
   // are dropped before compute and on_done gets kCancelled.
   CancelToken cancel;

@@ -163,6 +163,65 @@ void Api::cancel_on_disconnect(const CallPtr& call, const runtime::CancelToken& 
   call->responder->on_cancel([token] { token.cancel(); });
 }
 
+void Api::count_failure(const Status& status, int64_t num_inputs) {
+  if (status.code() == StatusCode::kResourceExhausted) metrics_.add_rejected();
+  if (status.code() == StatusCode::kCancelled) metrics_.add_cancelled(num_inputs);
+}
+
+std::string sse_event(std::string_view name, std::string_view json) {
+  std::string out;
+  out.reserve(name.size() + json.size() + 16);
+  out.append("event: ").append(name).append("\ndata: ").append(json).append("\n\n");
+  return out;
+}
+
+void Api::embed_stream(const CallPtr& call, runtime::EmbedRequest&& request, RowEvent row,
+                       StreamFinish finish) {
+  runtime::CancelToken cancel;
+  cancel_on_disconnect(call, cancel);
+  const auto n = static_cast<int64_t>(request.inputs.size());
+  // The service runs the row callbacks and the final one one after another: no lock needed.
+  auto started = std::make_shared<bool>(false);
+  auto start = [call, started] {
+    if (*started) return;
+    *started = true;
+    Response head{http::status::ok, call->request.version()};
+    head.set(http::field::server, server_header());
+    head.set(http::field::content_type, "text/event-stream; charset=utf-8");
+    head.set(http::field::cache_control, "no-cache");
+    head.set("x-accel-buffering", "no");  // proxies: pass events on as they come
+    for (auto& [name, value] : call->headers) head.set(name, value);
+    call->responder->start_stream(std::move(head));
+  };
+  service()->embed_stream(
+      std::move(request), cancel,
+      [call, start, row = std::move(row)](runtime::EmbeddingService::Row&& r) {
+        start();
+        call->responder->write_stream(row(r));
+      },
+      [this, call, n, started, start,
+       finish = std::move(finish)](Result<runtime::EmbedResult> result) {
+        if (!result.is_ok()) {
+          const Status& st = result.status();
+          count_failure(st, n);
+          if (!*started) return reply_status(call, st);
+          const int status = http_status(st.code(), call->family);
+          call->responder->write_stream(
+              sse_event("error", error_body(call->family, status, st.message())));
+          call->responder->end_stream();
+          metrics_.observe_request(call->label, status, ms_since(call->start) / 1000.0);
+          return;
+        }
+        const runtime::EmbedResult& r = result.value();
+        for (int64_t tokens : r.token_counts) metrics_.observe_input_length(tokens);
+        metrics_.observe_timings(r.timings.queue_ms / 1000.0, r.timings.inference_ms / 1000.0);
+        start();
+        call->responder->write_stream(finish(r));
+        call->responder->end_stream();
+        metrics_.observe_request(call->label, 200, ms_since(call->start) / 1000.0);
+      });
+}
+
 template <typename R>
 std::function<void(Result<R>)> Api::answer(const CallPtr& call, int64_t num_inputs,
                                            std::function<void(const CallPtr&, R&&)> finish,
@@ -171,8 +230,7 @@ std::function<void(Result<R>)> Api::answer(const CallPtr& call, int64_t num_inpu
           on_failure = std::move(on_failure)](Result<R> result) {
     if (!result.is_ok()) {
       const Status& st = result.status();
-      if (st.code() == StatusCode::kResourceExhausted) metrics_.add_rejected();
-      if (st.code() == StatusCode::kCancelled) metrics_.add_cancelled(num_inputs);
+      count_failure(st, num_inputs);
       if (on_failure) on_failure(st);
       return reply_status(call, st);
     }
@@ -210,6 +268,33 @@ void Api::rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFin
   const auto n = static_cast<int64_t>(request.documents.size());
   service()->rerank(std::move(request), cancel,
                     answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
+}
+
+Status read_chunking(element object, runtime::EmbedRequest& request) {
+  auto v = field(object, "chunking");
+  if (!v || v->type() == element_type::NULL_VALUE) return Status::ok();
+  if (v->type() != element_type::OBJECT) {
+    return invalid_argument(std::string("'chunking' must be an object, not ") +
+                            type_name(v->type()));
+  }
+  runtime::Chunking& c = request.chunking.emplace();
+  for (auto [key, out] :
+       {std::pair{"max_tokens", &c.max_tokens}, std::pair{"overlap", &c.overlap}}) {
+    auto n = field(*v, key);
+    if (!n || n->type() == element_type::NULL_VALUE) continue;
+    if (n->type() != element_type::INT64 || int64_t(*n) < 0) {
+      return invalid_argument(fmt::format("'chunking.{}' must be a non-negative integer", key));
+    }
+    *out = int64_t(*n);
+  }
+  TS_RETURN_IF_ERROR(read_bool(*v, "sentences", c.sentences));
+  return read_bool(*v, "document_embedding", c.document_embedding);
+}
+
+void write_chunk_span(JsonWriter& w, const runtime::ChunkSpan& span) {
+  w.field("input", span.input).field("chunk", span.chunk);
+  w.field("char_start", span.char_start).field("char_end", span.char_end);
+  w.field("byte_start", span.byte_start).field("byte_end", span.byte_end);
 }
 
 Status read_embed_options(element object, runtime::EmbedRequest& request) {

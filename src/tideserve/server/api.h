@@ -19,6 +19,7 @@
 
 #include "tideserve/runtime/embedding_service.h"
 #include "tideserve/server/http_server.h"
+#include "tideserve/server/json_writer.h"
 #include "tideserve/server/metrics.h"
 #include "tideserve/server/routes.h"
 
@@ -39,9 +40,19 @@ struct ApiOptions {
 // Milliseconds as the timing headers and the seed's latency_ms write them ("12.345").
 std::string format_ms(double ms);
 
+// One Server-Sent Event: "event: <name>\ndata: <json>\n\n".
+std::string sse_event(std::string_view name, std::string_view json);
+
 // The embedding options every family's embedding route reads from `object` (its body, or KServe's
 // parameters): "prompt_name", "prompt" (strings) and "dimensions" (a positive integer).
 Status read_embed_options(element object, runtime::EmbedRequest& request);
+
+// "chunking": {"max_tokens"?, "overlap"?, "sentences"?, "document_embedding"?} (an object, or
+// absent / null for none).
+Status read_chunking(element object, runtime::EmbedRequest& request);
+// A chunk's place in its document: "input", "chunk", "char_start", "char_end", "byte_start",
+// "byte_end" (inside an open object).
+void write_chunk_span(JsonWriter& w, const runtime::ChunkSpan& span);
 
 class Api {
  public:
@@ -79,6 +90,14 @@ class Api {
   // (cancelled: 499 and counted), after `on_failure` if given.
   void embed(const CallPtr& call, runtime::EmbedRequest&& request, EmbedFinish finish,
              FailureHook on_failure = nullptr);
+  // Streaming (Server-Sent Events): `row` gives the event for each row as its batch completes,
+  // `finish` the closing events (usage, timings) once all are done. The stream starts with the
+  // first event: a request refused before any row is an ordinary error answer; a failure after
+  // it is an `error` event with the family's error body.
+  using RowEvent = std::function<std::string(const runtime::EmbeddingService::Row& row)>;
+  using StreamFinish = std::function<std::string(const runtime::EmbedResult& result)>;
+  void embed_stream(const CallPtr& call, runtime::EmbedRequest&& request, RowEvent row,
+                    StreamFinish finish);
   // The same for the classification and rerank jobs.
   void classify(const CallPtr& call, runtime::ScoreRequest&& request, ScoreFinish finish);
   void rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFinish finish);
@@ -89,6 +108,8 @@ class Api {
   bool check_auth(const CallPtr& call);
   // The service's callback for a call: failures answered and counted, successes' timing headers
   // and metrics set before `finish`.
+  // Counts a failed inference request (429s, cancelled inputs).
+  void count_failure(const Status& status, int64_t num_inputs);
   template <typename R>
   std::function<void(Result<R>)> answer(const CallPtr& call, int64_t num_inputs,
                                         std::function<void(const CallPtr&, R&&)> finish,

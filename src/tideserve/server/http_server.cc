@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -65,6 +66,26 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   bool cancelled() const { return cancelled_.load(); }
 
+  // Streaming, through the Responder, from any thread; everything runs on the strand in order.
+  void start_stream(Response&& head) {
+    asio::post(stream_.get_executor(), [self = shared_from_this(), h = std::move(head)]() mutable {
+      self->begin_stream(std::move(h));
+    });
+  }
+  void write_stream(std::string piece) {
+    asio::post(stream_.get_executor(), [self = shared_from_this(), p = std::move(piece)]() mutable {
+      if (self->stream_failed_) return;
+      self->pieces_.push_back(std::move(p));
+      self->pump_stream();
+    });
+  }
+  void end_stream() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->stream_ending_ = true;
+      self->pump_stream();
+    });
+  }
+
   // `request` is the number of the request the callback belongs to; once that request is
   // answered the callback is dropped (it must not outlive the answer: it holds the job).
   void on_cancel(int64_t request, std::function<void()> callback) {
@@ -87,6 +108,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     explicit SessionResponder(std::shared_ptr<Session> session)
         : session_(std::move(session)), request_(session_->request_number()) {}
     ~SessionResponder() override {
+      if (streaming_) {
+        end_stream();  // a stream left open ends here
+        return;
+      }
       if (!sent_.exchange(true) && !session_->server_closed()) {
         Response r{http::status::internal_server_error, 11};
         r.set(http::field::content_type, "application/json");
@@ -97,6 +122,17 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     void send(Response&& response) override {
       if (!sent_.exchange(true)) session_->send(std::move(response));
     }
+    void start_stream(Response&& head) override {
+      if (sent_.exchange(true)) return;
+      streaming_ = true;
+      session_->start_stream(std::move(head));
+    }
+    void write_stream(std::string piece) override {
+      if (streaming_ && !ended_) session_->write_stream(std::move(piece));
+    }
+    void end_stream() override {
+      if (streaming_ && !ended_.exchange(true)) session_->end_stream();
+    }
     bool cancelled() const override { return session_->cancelled(); }
     void on_cancel(std::function<void()> callback) override {
       session_->on_cancel(request_, std::move(callback));
@@ -106,6 +142,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     std::shared_ptr<Session> session_;
     int64_t request_;
     std::atomic<bool> sent_{false};
+    std::atomic<bool> streaming_{false};
+    std::atomic<bool> ended_{false};
   };
 
   // A keep-alive connection may sit idle for idle_timeout; once the first bytes of a request
@@ -225,7 +263,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
         });
   }
 
-  void write(Response&& response, bool force_close = false) {
+  // The answer is complete: stop watching for a disconnect (no write may be in flight: the
+  // cancel ends every operation on the socket) and drop the cancel callback.
+  void stop_watching() {
     if (waiting_) {
       waiting_ = false;
       beast::error_code ignored;
@@ -233,9 +273,79 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     }
     cancel_callback_ = nullptr;
     answered_ = true;
-    const bool keep_alive = !force_close && !cancelled_.load() && request_keep_alive_ &&
-                            shared_->keep_alive.load() && !shared_->draining.load() &&
-                            requests_ < shared_->options.max_requests_per_connection;
+  }
+
+  bool keep_alive_after(bool force_close) const {
+    return !force_close && !cancelled_.load() && request_keep_alive_ &&
+           shared_->keep_alive.load() && !shared_->draining.load() &&
+           requests_ < shared_->options.max_requests_per_connection;
+  }
+
+  // After the last byte of an answer: the next request, or the end of the connection.
+  void answered(beast::error_code ec, bool keep_alive) {
+    set_busy(false);
+    if (ec || !keep_alive) return close();
+    wait_for_request();
+  }
+
+  void begin_stream(Response&& head) {
+    // The disconnect watch stays on while the stream runs: a client that leaves cancels the work.
+    stream_keep_alive_ = keep_alive_after(false) && request_version_ >= 11;
+    stream_head_.emplace(head.result(), request_version_);
+    for (const auto& field : head) stream_head_->set(field.name_string(), field.value());
+    stream_head_->keep_alive(stream_keep_alive_);
+    stream_head_->chunked(true);
+    stream_serializer_.emplace(*stream_head_);
+    stream_writing_ = true;
+    stream_.expires_after(kWriteTimeout);
+    http::async_write_header(
+        stream_, *stream_serializer_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->stream_written(ec); });
+  }
+
+  void stream_written(beast::error_code ec) {
+    stream_writing_ = false;
+    if (ec) {
+      stream_failed_ = true;
+      pieces_.clear();
+      stop_watching();
+      return answered(ec, false);
+    }
+    pump_stream();
+  }
+
+  // Writes the next queued piece, or the last chunk once the stream is ending and drained.
+  void pump_stream() {
+    if (stream_writing_ || stream_failed_ || !stream_serializer_) return;
+    if (!pieces_.empty()) {
+      stream_writing_ = true;
+      stream_.expires_after(kWriteTimeout);
+      asio::async_write(stream_, http::make_chunk(asio::buffer(pieces_.front())),
+                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                          self->pieces_.pop_front();
+                          self->stream_written(ec);
+                        });
+      return;
+    }
+    if (!stream_ending_) return;
+    stop_watching();
+    stream_failed_ = true;  // nothing more goes out on this stream
+    stream_writing_ = true;
+    stream_.expires_after(kWriteTimeout);
+    asio::async_write(stream_, http::make_chunk_last(),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        self->stream_writing_ = false;
+                        self->stream_serializer_.reset();
+                        self->stream_head_.reset();
+                        self->stream_failed_ = false;
+                        self->stream_ending_ = false;
+                        self->answered(ec, self->stream_keep_alive_);
+                      });
+  }
+
+  void write(Response&& response, bool force_close = false) {
+    stop_watching();
+    const bool keep_alive = keep_alive_after(force_close);
     response_.emplace(std::move(response));
     response_->version(request_version_);
     response_->keep_alive(keep_alive);
@@ -246,13 +356,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     } else {
       response_->prepare_payload();
     }
-    stream_.expires_after(std::chrono::seconds(30));
+    stream_.expires_after(kWriteTimeout);
     http::async_write(stream_, *response_,
                       [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
                         self->response_.reset();
-                        self->set_busy(false);
-                        if (ec || !keep_alive) return self->close();
-                        self->wait_for_request();
+                        self->answered(ec, keep_alive);
                       });
   }
 
@@ -271,12 +379,21 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   static constexpr std::chrono::seconds kLinger{2};
+  static constexpr std::chrono::seconds kWriteTimeout{30};
 
   std::shared_ptr<Shared> shared_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<Response> response_;
+  // A streamed answer: its head, serializer, the pieces not yet written.
+  std::optional<http::response<http::empty_body>> stream_head_;
+  std::optional<http::response_serializer<http::empty_body>> stream_serializer_;
+  std::deque<std::string> pieces_;
+  bool stream_writing_ = false;
+  bool stream_ending_ = false;
+  bool stream_failed_ = false;
+  bool stream_keep_alive_ = false;
   int64_t requests_ = 0;
   bool request_keep_alive_ = true;
   unsigned request_version_ = 11;

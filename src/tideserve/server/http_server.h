@@ -35,15 +35,29 @@ struct HttpOptions {
   int64_t max_requests_per_connection = 1000;
 };
 
-// Answers one request exactly once. `cancelled()` turns true when the client closed its
-// connection while the answer was pending.
+// Answers one request exactly once: with send(), or as a stream (start_stream, write_stream...,
+// end_stream). `cancelled()` turns true when the client closed its connection while the answer was
+// pending.
 class Responder {
  public:
   virtual ~Responder() = default;
   virtual void send(Response&& response) = 0;
   virtual bool cancelled() const = 0;
-  // Registers a callback run (once, on an IO thread) when the client goes away before send().
+  // Registers a callback run (once, on an IO thread) when the client goes away before the answer
+  // is complete (send(), or a stream's end).
   virtual void on_cancel(std::function<void()> callback) = 0;
+
+  // Streaming, in chunked transfer encoding: `head`'s status and headers (its body is ignored)
+  // go out at once, then each piece in order as the socket takes it, then the end. Pieces wait in
+  // the connection's queue, never in the caller: what is buffered is what the caller wrote. A
+  // client that stops reading for the write timeout (30 s) is disconnected. The defaults gather
+  // the pieces into one send() (for responders that cannot stream).
+  virtual void start_stream(Response&& head) { stream_head_ = std::move(head); }
+  virtual void write_stream(std::string piece) { stream_head_.body() += piece; }
+  virtual void end_stream() { send(std::move(stream_head_)); }
+
+ private:
+  Response stream_head_;
 };
 
 // Errors of the transport itself (body too large, bad request line, ...): the server answers

@@ -64,7 +64,7 @@ Status read_input(element body, std::vector<runtime::EmbedInput>& inputs) {
   return Status::ok();
 }
 
-// {"input", "model"?, "encoding_format"?, "dimensions"?, "prompt_name"?, "prompt"?}
+// {"input", "model"?, "encoding_format"?, "dimensions"?, "prompt_name"?, "prompt"?, "chunking"?}
 Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& request) {
   TS_RETURN_IF_ERROR(read_input(body, request.embed.inputs));
   TS_RETURN_IF_ERROR(check_input_count(request.embed.inputs.size(), max_inputs));
@@ -72,6 +72,7 @@ Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& req
   TS_RETURN_IF_ERROR(read_choice(body, "encoding_format", {"float", "base64"}, format));
   request.base64 = format == "base64";
   TS_RETURN_IF_ERROR(read_embed_options(body, request.embed));
+  TS_RETURN_IF_ERROR(read_chunking(body, request.embed));
   read_string_if_present(body, "model", request.model);
   request.embed.normalize = true;  // OpenAI embeddings are unit vectors
   return Status::ok();
@@ -94,6 +95,8 @@ void openai_embeddings(Api& api, const CallPtr& call) {
               w.begin_object().field("object", "list").key("data").begin_array();
               for (size_t i = 0; i < r.size(); ++i) {
                 w.begin_object().field("object", "embedding").field("index", i);
+                // With chunking each item is a chunk, and says where it lies.
+                if (!r.chunks.empty()) write_chunk_span(w, r.chunks[i]);
                 w.key("embedding");
                 std::span<const float> row = r.row(i);
                 if (base64) {
@@ -106,6 +109,16 @@ void openai_embeddings(Api& api, const CallPtr& call) {
                 w.end_object();
               }
               w.end_array().field("model", model);
+              if (!r.document_embeddings.empty()) {
+                const auto width = static_cast<size_t>(r.hidden_size);
+                w.key("documents").begin_array();
+                for (size_t d = 0; d < r.document_embeddings.size() / width; ++d) {
+                  w.begin_object().field("index", d).key("embedding");
+                  w.floats(std::span<const float>(r.document_embeddings).subspan(d * width, width));
+                  w.end_object();
+                }
+                w.end_array();
+              }
               w.key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
               w.field("total_tokens", r.prompt_tokens).end_object().end_object();
               api.reply_json(c, 200, std::move(w).take());

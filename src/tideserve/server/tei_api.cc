@@ -10,13 +10,15 @@ namespace tideserve::server {
 namespace {
 
 // {"inputs": str | [str], "normalize": true, "truncate": false, "truncation_direction": "Right",
-//  "prompt_name"?, "prompt"?, "dimensions"?}
-Status parse_embed(element body, int64_t max_inputs, runtime::EmbedRequest& request) {
+//  "prompt_name"?, "prompt"?, "dimensions"?, "chunking"?, "stream": false}
+Status parse_embed(element body, int64_t max_inputs, runtime::EmbedRequest& request, bool& stream) {
   std::vector<std::string> texts;
   TS_RETURN_IF_ERROR(read_text_inputs(body, "inputs", max_inputs, texts));
   bool normalize = true, truncate = false;
   TS_RETURN_IF_ERROR(read_bool(body, "normalize", normalize));
   TS_RETURN_IF_ERROR(read_bool(body, "truncate", truncate));
+  TS_RETURN_IF_ERROR(read_bool(body, "stream", stream));
+  TS_RETURN_IF_ERROR(read_chunking(body, request));
   std::string_view direction = "Right";
   TS_RETURN_IF_ERROR(
       read_choice(body, "truncation_direction", {"Right", "Left", "right", "left"}, direction));
@@ -31,22 +33,79 @@ Status parse_embed(element body, int64_t max_inputs, runtime::EmbedRequest& requ
   return read_embed_options(body, request);
 }
 
+// Without chunking: [[floats] per input]. With it, per input {"chunks": [{"index", "input",
+// "chunk", offsets, "tokens", "embedding"}], "embedding"?: the document's vector}.
+void write_embed_answer(JsonWriter& w, const runtime::EmbedResult& r) {
+  w.begin_array();
+  if (r.chunks.empty()) {
+    for (size_t i = 0; i < r.size(); ++i) w.floats(r.row(i));
+    w.end_array();
+    return;
+  }
+  const size_t width = static_cast<size_t>(r.hidden_size);
+  for (size_t row = 0, input = 0; row < r.chunks.size(); ++input) {
+    w.begin_object().key("chunks").begin_array();
+    for (; row < r.chunks.size() && r.chunks[row].input == input; ++row) {
+      w.begin_object().field("index", row);
+      write_chunk_span(w, r.chunks[row]);
+      w.field("tokens", r.token_counts[row]).key("embedding").floats(r.row(row)).end_object();
+    }
+    w.end_array();
+    if (!r.document_embeddings.empty()) {
+      w.key("embedding")
+          .floats(std::span<const float>(r.document_embeddings).subspan(input * width, width));
+    }
+    w.end_object();
+  }
+  w.end_array();
+}
+
 }  // namespace
 
 void tei_embed(Api& api, const CallPtr& call) {
   runtime::EmbedRequest request;
-  if (Status st = parse_embed(call->body, api.options().max_client_batch_size, request);
+  bool stream = false;
+  if (Status st = parse_embed(call->body, api.options().max_client_batch_size, request, stream);
       !st.is_ok()) {
     return api.reply_status(call, st);
   }
-  api.embed(call, std::move(request), [&api](const CallPtr& c, runtime::EmbedResult&& r) {
-    JsonWriter w;
-    w.reserve(r.embeddings.size() * 12);
-    w.begin_array();
-    for (size_t i = 0; i < r.size(); ++i) w.floats(r.row(i));
-    w.end_array();
-    api.reply_json(c, 200, std::move(w).take());
-  });
+  if (!stream) {
+    return api.embed(call, std::move(request), [&api](const CallPtr& c, runtime::EmbedResult&& r) {
+      JsonWriter w;
+      w.reserve(r.embeddings.size() * 12);
+      write_embed_answer(w, r);
+      api.reply_json(c, 200, std::move(w).take());
+    });
+  }
+  // One "embedding" event per row (input, or chunk) as its batch completes; then a "document"
+  // event per document (document_embedding), then "done" with usage and timings.
+  api.embed_stream(
+      call, std::move(request),
+      [](const runtime::EmbeddingService::Row& row) {
+        JsonWriter w;
+        w.reserve(row.values.size() * 12 + 128);
+        w.begin_object().field("index", row.index);
+        if (row.chunk) write_chunk_span(w, *row.chunk);
+        w.field("tokens", row.tokens).key("embedding").floats(row.values).end_object();
+        return sse_event("embedding", std::move(w).take());
+      },
+      [](const runtime::EmbedResult& r) {
+        std::string out;
+        const size_t width = static_cast<size_t>(r.hidden_size);
+        for (size_t d = 0; width > 0 && d < r.document_embeddings.size() / width; ++d) {
+          JsonWriter w;
+          w.begin_object().field("input", d).key("embedding");
+          w.floats(std::span<const float>(r.document_embeddings).subspan(d * width, width));
+          out += sse_event("document", std::move(w.end_object()).take());
+        }
+        JsonWriter w;
+        w.begin_object().key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
+        w.field("total_tokens", r.prompt_tokens).end_object();
+        w.key("timings").begin_object().field("tokenize_ms", r.timings.tokenize_ms);
+        w.field("queue_ms", r.timings.queue_ms).field("inference_ms", r.timings.inference_ms);
+        w.end_object().field("rows", r.size()).end_object();
+        return out + sse_event("done", std::move(w).take());
+      });
 }
 
 void tei_tokenize(Api& api, const CallPtr& call) {
