@@ -4,7 +4,8 @@ JOBS ?= $(shell nproc)
 MODEL ?= models/tideserve-tiny-zh
 FORMAT_FILES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
 
-.PHONY: all deps build build-asan build-tsan test run format format-check bench clean
+.PHONY: all deps build build-asan build-tsan build-fuzz fuzz-run test run format format-check \
+        bench fuzz clean
 
 all: build
 
@@ -27,6 +28,31 @@ build-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(notdir $(TSAN_TESTS)) tideserve
 
+# libFuzzer targets (clang, ASan + UBSan), run from their seed corpora (fuzz/corpus, made by
+# tools/make_fuzz_corpus.py) plus what earlier runs found (build/fuzz/corpus); every input in
+# fuzz/regressions/<target>/ (crashes found before) runs first. A crash, leak, sanitizer report or
+# timeout fails the run and leaves the input in build/fuzz/artifacts.
+FUZZERS = tokenizer_fuzz loaders_fuzz model_directory_fuzz request_fuzz
+FUZZ_SECONDS ?= 30
+build-fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS) --target fuzzers
+
+fuzz-run:
+	@for f in $(FUZZERS); do \
+	  mkdir -p build/fuzz/corpus/$$f build/fuzz/artifacts; \
+	  if [ -d fuzz/regressions/$$f ]; then \
+	    build/fuzz/fuzz/$$f -runs=0 fuzz/regressions/$$f/* >/dev/null 2>&1 || \
+	      { echo "fuzz: $$f fails on a committed regression input" >&2; \
+	        build/fuzz/fuzz/$$f -runs=0 fuzz/regressions/$$f/*; exit 1; }; \
+	  fi; \
+	  build/fuzz/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=25 \
+	    -dict=fuzz/json.dict -artifact_prefix=build/fuzz/artifacts/$$f- -print_final_stats=1 \
+	    build/fuzz/corpus/$$f fuzz/corpus/$$f > build/fuzz/$$f.log 2>&1 || \
+	    { tail -60 build/fuzz/$$f.log >&2; echo "fuzz: $$f failed (build/fuzz/$$f.log)" >&2; exit 1; }; \
+	  echo "fuzz: $$f $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' build/fuzz/$$f.log)"; \
+	done
+
 format:
 	@clang-format -i $(FORMAT_FILES)
 
@@ -35,13 +61,14 @@ format-check: deps
 	  { echo "format-check: run 'make format' to fix the files above" >&2; exit 1; }
 	@echo "format-check: $(words $(FORMAT_FILES)) files formatted"
 
-test: format-check build build-asan build-tsan
+test: format-check build build-asan build-tsan build-fuzz
 	@tools/setup-test-clients.sh
 	@ctest --preset release -j $(JOBS)
 	@ctest --preset asan -j $(JOBS)
 	@for t in $(TSAN_TESTS); do TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/$$t || exit 1; done
 	@TSAN_OPTIONS="halt_on_error=1" TIDESERVE_TEST_IO_THREADS=2 \
 	  /usr/bin/python3 tests/integration/load_test.py build/tsan/tideserve
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=30
 
 run: build
 	@build/release/tideserve serve --model $(MODEL)
@@ -50,6 +77,11 @@ run: build
 # docs/benchmarks.md. Takes ~20 minutes on 2 cores.
 bench: build
 	@bench/run.sh build/release
+
+# The fuzz targets for longer: FUZZ_LONG_SECONDS each (default 10 minutes).
+FUZZ_LONG_SECONDS ?= 600
+fuzz: build-fuzz
+	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=$(FUZZ_LONG_SECONDS)
 
 clean:
 	rm -rf build

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   # build
   cmake ninja-build g++ make ccache pkg-config clang-format
+  # fuzzing (fuzz/): clang and its libFuzzer and sanitizer runtimes
+  clang libclang-rt-14-dev
   # libraries
   libdnnl-dev libutf8proc-dev libsimdjson-dev libfmt-dev libcli11-dev libboost1.74-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev

@@ -1,0 +1,135 @@
+// The HTTP request path behind the transport: the route table, auth, content type and every API
+// family's request parser, with the real core service and tokenizer on a fake engine. The first
+// byte picks a route, the rest is the body. Every request must be answered (within the wait) with
+// a status and, for JSON routes, a JSON body; nothing may crash.
+#include <simdjson.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+
+#include "fuzz_util.h"
+#include "tideserve/server/api.h"
+
+namespace {
+
+namespace http = boost::beast::http;
+using namespace tideserve;
+
+// Row s = {tokens, first id, last id, 1}.
+class FakeRunner : public runtime::BatchRunner {
+ public:
+  Status run(const runtime::BatchInput& batch, runtime::BatchOutput& output) override {
+    const size_t n = batch.cu_seqlens.size() - 1;
+    output.hidden_size = 4;
+    output.pooled.assign(n * 4, 1.f);
+    for (size_t s = 0; s < n; ++s) {
+      output.pooled[s * 4] = static_cast<float>(batch.cu_seqlens[s + 1] - batch.cu_seqlens[s]);
+      output.pooled[s * 4 + 1] = static_cast<float>(batch.input_ids[batch.cu_seqlens[s]]);
+    }
+    return Status::ok();
+  }
+  int64_t output_size() const override { return 4; }
+};
+
+class Waiter : public server::Responder {
+ public:
+  void send(server::Response&& response) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    response_ = std::move(response);
+    cv_.notify_all();
+  }
+  bool cancelled() const override { return false; }
+  void on_cancel(std::function<void()>) override {}
+  std::optional<server::Response> wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(20), [this] { return response_.has_value(); });
+    return std::move(response_);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<server::Response> response_;
+};
+
+struct Fixture {
+  FakeRunner runner;
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  std::unique_ptr<server::Metrics> metrics;
+  std::unique_ptr<server::Api> api;
+  std::unique_ptr<runtime::EmbeddingService> service;
+};
+
+Fixture& fixture() {
+  static Fixture* f = [] {
+    auto* f = new Fixture();  // never destroyed: the pool threads outlive any exit order
+    auto tokenizer = text::Tokenizer::load(fuzz::source_dir() + "/models/tideserve-tiny-zh");
+    if (!tokenizer.is_ok()) std::abort();
+    f->tokenizer = std::move(tokenizer).value();
+    server::ApiOptions options;
+    options.model_id = "tiny";
+    options.model_version = "1";
+    options.max_client_batch_size = 8;
+    options.max_tokenize_tokens = 4096;
+    f->metrics = std::make_unique<server::Metrics>("fuzz");
+    f->api = std::make_unique<server::Api>(options, *f->metrics);
+    runtime::ModelInfo info;
+    info.name = "tiny";
+    info.vocab_size = static_cast<int64_t>(f->tokenizer->vocab_size());
+    info.max_input_length = 64;
+    info.prompts = {{"query", "query: "}};
+    runtime::ServiceOptions service;
+    service.task_threads = 1;
+    service.max_chunks_per_document = 16;
+    f->service =
+        std::make_unique<runtime::EmbeddingService>(f->runner, *f->tokenizer, info, service);
+    f->service->start();
+    f->api->set_service(f->service.get());
+    f->api->set_ready(true, "");
+    return f;
+  }();
+  return *f;
+}
+
+struct Target {
+  http::verb method;
+  const char* path;
+};
+constexpr Target kTargets[] = {
+    {http::verb::post, "/predict"},
+    {http::verb::post, "/embed"},
+    {http::verb::post, "/tokenize"},
+    {http::verb::post, "/v1/embeddings"},
+    {http::verb::post, "/v2/models/tiny/infer"},
+    {http::verb::post, "/v2/models/tiny/versions/1/infer"},
+    {http::verb::post, "/rerank"},
+    {http::verb::post, "/v1/rerank"},
+    {http::verb::post, "/classify"},
+    {http::verb::get, "/info"},
+    {http::verb::get, "/v2/models/tiny"},
+    {http::verb::get, "/health"},
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  Fixture& f = fixture();
+  const Target& target = kTargets[data[0] % std::size(kTargets)];
+  server::Request request{target.method, target.path, 11};
+  request.set(http::field::content_type, "application/json");
+  request.body().assign(reinterpret_cast<const char*>(data + 1), size - 1);
+  request.prepare_payload();
+  auto waiter = std::make_shared<Waiter>();
+  f.api->handle(std::move(request), waiter);
+  std::optional<server::Response> response = waiter->wait();
+  if (!response) std::abort();  // never answered
+  const unsigned status = response->result_int();
+  if (status < 200 || status >= 600 || status == 500) std::abort();  // 500: a bug, not input
+  simdjson::dom::parser parser;
+  simdjson::dom::element ignored;
+  if (parser.parse(response->body()).get(ignored) != simdjson::SUCCESS) std::abort();
+  return 0;
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Writes the libFuzzer seed corpora under fuzz/corpus/<target>/ (small, deterministic), from
+hand-written requests and the repository's own fixtures. Run after changing a fixture or a
+target's input format:
+
+    python3 tools/make_fuzz_corpus.py          # rewrite fuzz/corpus
+    python3 tools/make_fuzz_corpus.py --check  # exit 1 if the committed corpus differs
+
+Input formats (see each target's header comment): tokenizer_fuzz: flags byte, max_length byte,
+text [0xFF pair]; loaders_fuzz: reader byte (0 tokenizer.json, 1 vocab.txt, 2 config.json,
+3 safetensors), then the file; model_directory_fuzz: modules.json, 1_Pooling/config.json,
+2_Dense/config.json, config_sentence_transformers.json and config.json joined by 0xFF bytes;
+request_fuzz: route byte (the index into its kTargets), then the body.
+"""
+import json
+import os
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINDS = os.path.join(REPO, "tests", "fixtures", "kinds")
+ST = os.path.join(KINDS, "st_mean_dense_norm")
+
+
+def read(*parts):
+    with open(os.path.join(REPO, *parts), "rb") as f:
+        return f.read()
+
+
+def tokenizer_json():
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "##s", "你", "好"]
+    doc = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": [
+            {"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+             "normalized": False, "special": True} for i, t in enumerate(vocab[:5])],
+        "normalizer": {"type": "BertNormalizer", "clean_text": True,
+                       "handle_chinese_chars": True, "strip_accents": None, "lowercase": True},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]},
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+        "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100,
+                  "vocab": {t: i for i, t in enumerate(vocab)}},
+    }
+    return json.dumps(doc).encode()
+
+
+def corpora():
+    routes = ["/predict", "/embed", "/tokenize", "/v1/embeddings", "/v2/models/tiny/infer",
+              "/v2/models/tiny/versions/1/infer", "/rerank", "/v1/rerank", "/classify", "/info",
+              "/v2/models/tiny", "/health"]
+
+    def route(path, body):
+        return bytes([routes.index(path)]) + json.dumps(body, ensure_ascii=False).encode()
+
+    st_files = [read(ST, "modules.json"), read(ST, "1_Pooling", "config.json"),
+                read(ST, "2_Dense", "config.json"), read(ST, "config_sentence_transformers.json"),
+                read(ST, "config.json")]
+    return {
+        "tokenizer_fuzz": {
+            "plain": b"\x00\x00" + "Hello, 你好 world!".encode(),
+            "pair_truncated": b"\x03\x08the first text\xffand the second one",
+            "left_no_specials": b"\x0e\x05\xc3\xa9\xcc\x81 \xc3\x9f \xf0\x9f\x98\x80 tab\there",
+            "cased_tokenizer": b"\x10\x10ab abab ABB " + "中".encode(),
+        },
+        "loaders_fuzz": {
+            "tokenizer_json": b"\x00" + tokenizer_json(),
+            "vocab_txt": b"\x01[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n##s\n",
+            "config_json": b"\x02" + read("tests", "fixtures", "kinds", "bert_classifier",
+                                         "config.json"),
+            "safetensors": b"\x03" + read("tests", "fixtures", "kinds", "st_mean_dense_norm",
+                                         "2_Dense", "model.safetensors"),
+        },
+        "model_directory_fuzz": {
+            "st_mean_dense_norm": b"\xff".join(st_files),
+        },
+        "request_fuzz": {
+            "predict": route("/predict", {"text": "今天天气很好", "max_length": 16}),
+            "embed": route("/embed", {"inputs": ["你好", "world"], "normalize": False,
+                                      "prompt_name": "query", "dimensions": 2, "truncate": True}),
+            "embed_chunks": route("/embed", {"inputs": "今天天气很好。我们去公园散步吧！",
+                                             "chunking": {"max_tokens": 6, "overlap": 1,
+                                                          "document_embedding": True},
+                                             "stream": False}),
+            "tokenize": route("/tokenize", {"inputs": ["你好 world"],
+                                            "add_special_tokens": False}),
+            "openai": route("/v1/embeddings", {"input": [[2, 5, 3], "hi"], "model": "tiny",
+                                               "encoding_format": "base64", "dimensions": 3}),
+            "kserve": route("/v2/models/tiny/infer", {"inputs": [
+                {"name": "text", "shape": [1], "datatype": "BYTES", "data": ["你好"]}],
+                "parameters": {"normalize": True, "raw_scores": True}}),
+            "rerank": route("/rerank", {"query": "q", "texts": ["a", "b"], "return_text": True}),
+            "v1_rerank": route("/v1/rerank", {"query": "q", "documents": ["a", {"text": "b"}],
+                                              "top_n": 1, "return_documents": True}),
+            "classify": route("/classify", {"input": ["a"], "labels": ["x"]}),
+        },
+    }
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    root = tempfile.mkdtemp() if check else os.path.join(REPO, "fuzz", "corpus")
+    drift = 0
+    for target, files in corpora().items():
+        os.makedirs(os.path.join(root, target), exist_ok=True)
+        for name, data in files.items():
+            path = os.path.join(target, name)
+            if check:
+                committed = os.path.join(REPO, "fuzz", "corpus", path)
+                same = os.path.exists(committed) and open(committed, "rb").read() == data
+                drift += not same
+                print(("ok     " if same else "DRIFT  ") + path)
+            else:
+                with open(os.path.join(root, path), "wb") as f:
+                    f.write(data)
+    return 1 if drift else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
