@@ -40,22 +40,18 @@ def read_json(*parts):
         return json.load(f)
 
 
-class KindCase(unittest.TestCase):
+class KindCase(th.ServerCase, unittest.TestCase):
     """One server per class on the fixture directory `model`."""
 
     model = None
+    server_args = ("--api-key", KEY)
 
     @classmethod
     def setUpClass(cls):
         cls.dir = os.path.join(KINDS, cls.model)
         cls.golden = read_json(cls.dir, "golden.json")
-        cls.server = th.Server(BINARY, "--api-key", KEY, model=cls.dir).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.server.stop()
-        if rc != 0:
-            raise AssertionError("tideserve exited %d\n%s" % (rc, cls.server.log_text()))
+        cls.server_model = cls.dir
+        super().setUpClass()
 
     def post(self, path, obj, headers=AUTH):
         return self.server.post_json(path, obj, headers)

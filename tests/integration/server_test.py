@@ -923,6 +923,52 @@ class ApiKeyTest(ServerCase):
 
 
 # ==============================================================================================
+class ConnectionLimitTest(unittest.TestCase):
+    """--max-connections: a connection over the limit gets a 503 and is closed; a freed slot is
+    reused; the refusals are counted."""
+
+    def test_over_the_limit_a_new_connection_is_refused_cleanly(self):
+        server = th.Server(BINARY, "--max-connections", "3").start()
+        held = []
+        try:
+            self.assertEqual(server.event("listening")["max_connections"], 3)
+            for _ in range(3):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+                status, _, _ = th.read_response(sock)
+                self.assertEqual(status, 200)
+                held.append(sock)  # kept alive: each holds its slot
+            extra = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            extra.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, headers, body = th.read_response(extra)
+            self.assertEqual(status, 503)
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertEqual(headers.get("retry-after"), "1")
+            self.assertIn("too many connections", json.loads(body)["error"])
+            self.assertEqual(th.wait_eof(extra, 10)[2], "eof", "the refused connection stayed open")
+            extra.close()
+            # The held connections still work; a freed slot takes a new connection.
+            held[1].sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            self.assertEqual(th.read_response(held[1])[0], 200)
+            held.pop(0).close()
+            deadline = time.monotonic() + 20
+            refused = 1
+            while True:
+                status, _, text = server.request("GET", "/metrics")
+                if status == 200 or time.monotonic() > deadline:
+                    break
+                refused += 1  # the server had not seen the close yet: refused too, and counted
+                time.sleep(0.05)
+            self.assertEqual(status, 200)
+            samples = th.parse_prometheus(text.decode())
+            self.assertEqual(th.metric(samples, "tideserve_refused_connections_total"), refused)
+        finally:
+            for sock in held:
+                sock.close()
+            self.assertEqual(server.stop(), 0, server.log_text())
+
+
+# ==============================================================================================
 class LifecycleTest(unittest.TestCase):
     """Liveness, readiness, the SIGTERM drain, exit codes and `tideserve healthcheck`."""
 

@@ -96,18 +96,7 @@ def dechunk(raw):
         out, rest = out + rest[:size], rest[size + 2:]
 
 
-class StreamCase(unittest.TestCase):
-    server_args = ()
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = th.Server(BINARY, *cls.server_args).start()
-
-    @classmethod
-    def tearDownClass(cls):
-        rc = cls.server.stop()
-        if rc != 0:
-            raise AssertionError("tideserve exited %d\n%s" % (rc, cls.server.log_text()))
+class StreamCase(th.ServerCase, unittest.TestCase):
 
     def ok(self, path, body):
         status, _, answer = self.server.post_json(path, body)
@@ -242,10 +231,6 @@ class DrainTest(StreamCase):
         self.assertEqual([e for e, _ in events][-1], "done")
         self.assertEqual(len(events), len(texts) + 1)
         self.assertEqual(self.server.wait_exit(60), 0, self.server.log_text())
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.kill()
 
 
 # ==============================================================================================

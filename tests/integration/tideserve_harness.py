@@ -26,7 +26,8 @@ _SERVE_ENV = (
     "MAX_CONCURRENT_REQUESTS MAX_CLIENT_BATCH_SIZE MAX_INPUT_LENGTH MAX_BATCH_TOKENS "
     "MAX_BATCH_REQUESTS BATCH_WAIT_US API_KEY PAYLOAD_LIMIT HEADER_TIMEOUT IDLE_TIMEOUT "
     "MAX_REQUESTS_PER_CONNECTION DRAIN_DELAY SHUTDOWN_TIMEOUT LOG_LEVEL HEALTHCHECK_URL "
-    "TOKENIZATION_WORKERS MAX_TOKENIZE_TOKENS DTYPE MAX_CHUNKS_PER_DOCUMENT MAX_DOCUMENT_BYTES"
+    "TOKENIZATION_WORKERS MAX_TOKENIZE_TOKENS DTYPE MAX_CHUNKS_PER_DOCUMENT MAX_DOCUMENT_BYTES "
+    "MAX_CONNECTIONS"
 ).split()
 
 # Startup and shutdown bounds, generous for the ASan build on two busy cores.
@@ -373,6 +374,32 @@ def metric_sum(samples, name, **labels):
 SKIP_RETURN_CODE = 77  # every test that ran was skipped (CTest: SKIP_RETURN_CODE 77)
 
 
+class ServerCase:
+    """Mixin for a unittest.TestCase with one server per class: `server_args`, `server_env` and
+    `server_model` configure it; it must exit 0 after the class's tests. The binary is the one
+    run_tests was given."""
+
+    server_args = ()
+    server_env = None
+    server_model = MODEL
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(BINARY, *cls.server_args, env=cls.server_env,
+                            model=cls.server_model).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.server.proc.poll() is not None and cls.server.proc.returncode == 0:
+            return  # a test already stopped it cleanly
+        rc = cls.server.stop()
+        if rc != 0:
+            raise AssertionError("tideserve exited %d\n%s" % (rc, cls.server.log_text()))
+
+
+BINARY = None  # set by run_tests
+
+
 def _class_filter(argv):
     """Takes --only A,B and --exclude A,B (repeatable) out of argv: (only, exclude) as sets."""
     only, exclude, rest = set(), set(), []
@@ -408,7 +435,8 @@ def run_tests(module_globals, doc):
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         print(doc, file=sys.stderr)
         return 2
-    module_globals["BINARY"] = os.path.abspath(sys.argv.pop(1))
+    global BINARY
+    BINARY = module_globals["BINARY"] = os.path.abspath(sys.argv.pop(1))
     if not os.path.exists(MODEL):
         print("run from the repository root (%s not found)" % MODEL, file=sys.stderr)
         return 2

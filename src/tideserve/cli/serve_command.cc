@@ -107,6 +107,12 @@ void add_serve_command(CLI::App& app) {
       ->envname("MAX_TOKENIZE_TOKENS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();
+  cmd->add_option("--max-connections", o.http.max_connections,
+                  "Connections open at once; beyond it a new one gets 503 and is closed (0: the "
+                  "open-files limit less 64)")
+      ->envname("MAX_CONNECTIONS")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20))
+      ->capture_default_str();
   cmd->add_option("--max-chunks-per-document", model.service.max_chunks_per_document,
                   "Chunks one document may make with \"chunking\" (413 beyond)")
       ->envname("MAX_CHUNKS_PER_DOCUMENT")

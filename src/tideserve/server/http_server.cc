@@ -1,7 +1,9 @@
 #include "tideserve/server/http_server.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <deque>
 #include <mutex>
@@ -434,6 +436,15 @@ Status HttpServer::listen() {
                             std::to_string(options.port) + ": " + ec.message());
   }
   bound_port_ = acceptor_.local_endpoint().port();
+  int64_t limit = options.max_connections;
+  if (limit <= 0) {
+    rlimit files{};
+    const int64_t soft = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                             ? static_cast<int64_t>(files.rlim_cur)
+                             : int64_t{1} << 20;
+    limit = std::clamp<int64_t>(soft - kReservedFds, 16, int64_t{1} << 20);
+  }
+  shared_->max_connections = limit;
   accept_next();
   return Status::ok();
 }
@@ -444,9 +455,35 @@ void HttpServer::accept_next() {
     if (!ec) {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(shared_, std::move(socket))->start();
+      if (shared_->open_connections.load() >= shared_->max_connections) {
+        refuse(std::move(socket));
+      } else {
+        std::make_shared<Session>(shared_, std::move(socket))->start();
+      }
     }
     accept_next();
+  });
+}
+
+void HttpServer::refuse(tcp::socket socket) {
+  struct Refusal {
+    tcp::socket socket;
+    Response response;
+  };
+  auto refusal = std::make_shared<Refusal>(Refusal{
+      std::move(socket),
+      shared_->error_handler({503, "too many connections (the limit is " +
+                                       std::to_string(shared_->max_connections) + "); retry later"},
+                             11)});
+  refusal->response.set(http::field::retry_after, "1");
+  refusal->response.keep_alive(false);
+  refusal->response.prepare_payload();
+  if (shared_->options.on_connection_refused) shared_->options.on_connection_refused();
+  // Whatever the client sent is not read: the answer goes out and the connection ends.
+  http::async_write(refusal->socket, refusal->response, [refusal](beast::error_code, size_t) {
+    beast::error_code ignored;
+    refusal->socket.shutdown(tcp::socket::shutdown_send, ignored);
+    refusal->socket.close(ignored);
   });
 }
 

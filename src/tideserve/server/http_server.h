@@ -33,7 +33,15 @@ struct HttpOptions {
   std::chrono::seconds header_timeout{10};  // to receive a whole request once it started
   std::chrono::seconds idle_timeout{60};    // keep-alive connection with no request
   int64_t max_requests_per_connection = 1000;
+  // Connections open at once; a new one beyond it is answered 503 (Connection: close) and closed.
+  // 0: the open-files limit (RLIMIT_NOFILE) less kReservedFds for the model files and the rest.
+  int64_t max_connections = 0;
+  // Called (on an IO thread) for each connection refused that way: the caller counts them.
+  std::function<void()> on_connection_refused;
 };
+
+// File descriptors max_connections = 0 leaves for everything that is not a client connection.
+inline constexpr int64_t kReservedFds = 64;
 
 // Answers one request exactly once: with send(), or as a stream (start_stream, write_stream...,
 // end_stream). `cancelled()` turns true when the client closed its connection while the answer was
@@ -91,6 +99,8 @@ class HttpServer {
   // Connections open now, and connections with a request on its way in or not yet fully
   // answered, new connections included (what a drain waits for).
   int64_t open_connections() const { return shared_->open_connections.load(); }
+  // The connection limit in force (max_connections, or the one derived from the fd limit).
+  int64_t max_connections() const { return shared_->max_connections; }
   int64_t active_requests() const { return shared_->active_requests.load(); }
 
  private:
@@ -106,12 +116,15 @@ class HttpServer {
     // The listener is closed: a connection that falls idle between requests is closed.
     std::atomic<bool> draining{false};
     std::atomic<int64_t> open_connections{0};
+    int64_t max_connections = 0;  // set by listen()
     std::atomic<int64_t> active_requests{0};
     // Every open connection, for close_listener to reach the idle ones.
     std::mutex sessions_mutex;
     std::unordered_map<const Session*, std::weak_ptr<Session>> sessions;
   };
   void accept_next();
+  // Answers a connection over the limit with 503 and closes it.
+  void refuse(boost::asio::ip::tcp::socket socket);
 
   boost::asio::io_context& io_;
   std::shared_ptr<Shared> shared_;

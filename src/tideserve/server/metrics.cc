@@ -88,6 +88,11 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                     .Help("Inputs dropped before compute because their client went away")
                     .Register(*registry_)
                     .Add({});
+  refused_connections_ = &BuildCounter()
+                              .Name("tideserve_refused_connections_total")
+                              .Help("Connections answered 503 and closed: over --max-connections")
+                              .Register(*registry_)
+                              .Add({});
   model_info_ = &BuildGauge()
                      .Name("tideserve_model_info")
                      .Help("The loaded model; the value is always 1")

@@ -25,6 +25,7 @@ class Metrics {
   void observe_input_length(int64_t tokens);
   void add_rejected() { rejected_->Increment(); }
   void add_cancelled(int64_t n) { cancelled_->Increment(static_cast<double>(n)); }
+  void add_refused_connection() { refused_connections_->Increment(); }
   void set_queue_depth(int64_t n) { queue_depth_->Set(static_cast<double>(n)); }
   void set_inflight(int64_t n) { inflight_->Set(static_cast<double>(n)); }
   void set_ready(bool ready) { ready_->Set(ready ? 1.0 : 0.0); }
@@ -53,6 +54,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* model_info_ = nullptr;
   prometheus::Counter* rejected_;
   prometheus::Counter* cancelled_;
+  prometheus::Counter* refused_connections_;
 };
 
 }  // namespace tideserve::server

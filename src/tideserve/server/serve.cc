@@ -29,8 +29,10 @@ int serve(const ServeOptions& options) {
   Api api(api_options, metrics);
   api.set_ready(false, "loading model");
 
+  HttpOptions http_options = options.http;
+  http_options.on_connection_refused = [&metrics] { metrics.add_refused_connection(); };
   HttpServer http(
-      io, options.http,
+      io, http_options,
       [&api](Request&& request, std::shared_ptr<Responder> responder) {
         api.handle(std::move(request), std::move(responder));
       },
@@ -44,7 +46,8 @@ int serve(const ServeOptions& options) {
   log_event(LogLevel::kInfo, "listening",
             {{"host", options.http.host},
              {"port", static_cast<int>(http.port())},
-             {"io_threads", options.io_threads}});
+             {"io_threads", options.io_threads},
+             {"max_connections", static_cast<long long>(http.max_connections())}});
 
   std::promise<void> shutdown_requested;
   std::atomic<bool> shutdown_flag{false};
