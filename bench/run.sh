@@ -5,7 +5,8 @@
 #   bench/run.sh [BUILD_DIR]        (default build/release)
 # Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), BENCH_SKIP (e.g. c@1:
 # the peers need minutes per padded pass of (c) at 1 thread), E2E_DURATION (10 s),
-# E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1, BENCH_SKIP_RERANK=1.
+# E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1, BENCH_SKIP_RERANK=1, SOAK_MINUTES (10),
+# BENCH_SKIP_SOAK=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
@@ -30,5 +31,8 @@ fi
 if [ "${BENCH_SKIP_RERANK:-0}" != 1 ]; then
   /usr/bin/python3 bench/e2e/rerank.py --tideserve "$tideserve" --work "$build/bench" \
     --json "$build/bench/rerank_results.json"
+fi
+if [ "${BENCH_SKIP_SOAK:-0}" != 1 ]; then
+  /usr/bin/python3 bench/server/soak.py --binary "$tideserve" --minutes "${SOAK_MINUTES:-10}"
 fi
 echo "# load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -23,6 +23,18 @@ TEST(CpusTest, ParsesCgroupV1Quota) {
   EXPECT_EQ(parse_cfs_quota("", ""), std::nullopt);
 }
 
+TEST(CpusTest, ParsesCgroupMemoryLimits) {
+  EXPECT_EQ(parse_memory_limit("536870912\n"), 536870912);
+  EXPECT_EQ(parse_memory_limit("max\n"), std::nullopt);
+  EXPECT_EQ(parse_memory_limit(""), std::nullopt);
+  EXPECT_EQ(parse_memory_limit("12x"), std::nullopt);
+  EXPECT_EQ(parse_memory_limit("9223372036854771712"), std::nullopt);  // v1's "no limit"
+  // Whatever this machine says, a limit found is positive.
+  if (auto limit = cgroup_memory_limit()) {
+    EXPECT_GT(*limit, 0);
+  }
+}
+
 TEST(CpusTest, NeverMoreThanTheAffinityMask) {
   cpu_set_t set;
   ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);

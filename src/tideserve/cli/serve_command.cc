@@ -107,6 +107,12 @@ void add_serve_command(CLI::App& app) {
       ->envname("MAX_TOKENIZE_TOKENS")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30))
       ->capture_default_str();
+  cmd->add_option("--max-inflight-bytes", o.api.max_inflight_bytes,
+                  "Bytes of request bodies held in flight; a body that would pass it is 429 (0: a "
+                  "quarter of the cgroup memory limit, else 1 GiB)")
+      ->envname("MAX_INFLIGHT_BYTES")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->capture_default_str();
   cmd->add_option("--max-connections", o.http.max_connections,
                   "Connections open at once; beyond it a new one gets 503 and is closed (0: the "
                   "open-files limit less 64)")

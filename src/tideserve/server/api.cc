@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "tideserve/util/clock.h"
+#include "tideserve/util/cpus.h"
 #include "tideserve/util/version.h"
 
 namespace tideserve::server {
@@ -36,7 +37,36 @@ std::string format_ms(double ms) {
   return fmt::format("{:.3f}", ms);
 }
 
-Api::Api(const ApiOptions& options, Metrics& metrics) : options_(options), metrics_(metrics) {}
+Api::Api(const ApiOptions& options, Metrics& metrics) : options_(options), metrics_(metrics) {
+  max_inflight_bytes_ = options_.max_inflight_bytes;
+  if (max_inflight_bytes_ <= 0) {
+    const std::optional<int64_t> memory = cgroup_memory_limit();
+    max_inflight_bytes_ = memory ? std::max<int64_t>(*memory / 4, 1 << 20) : int64_t{1} << 30;
+  }
+}
+
+bool Api::hold_body(const CallPtr& call) {
+  const auto bytes = static_cast<int64_t>(call->request.body().size());
+  if (bytes > max_inflight_bytes_) {
+    reply_error(call, 413,
+                fmt::format("a request body of {} bytes is more than the {} bytes the server "
+                            "holds in flight (--max-inflight-bytes)",
+                            bytes, max_inflight_bytes_));
+    return false;
+  }
+  const int64_t total = inflight_bytes_->fetch_add(bytes) + bytes;
+  if (total > max_inflight_bytes_) {
+    inflight_bytes_->fetch_sub(bytes);
+    metrics_.add_rejected();
+    reply_error(call, 429,
+                fmt::format("server at capacity ({} bytes of requests in flight with this one, "
+                            "limit {}); retry later",
+                            total, max_inflight_bytes_));
+    return false;
+  }
+  call->held = BytesHeld(inflight_bytes_, bytes);
+  return true;
+}
 
 void Api::set_service(runtime::EmbeddingService* service) {
   service_.store(service);
@@ -148,6 +178,7 @@ void Api::handle(Request&& request, std::shared_ptr<Responder> responder) {
     if (service() == nullptr) {
       return reply_error(call, 503, "model not ready: " + not_ready_reason());
     }
+    if (!hold_body(call)) return;
     bool malformed = false;
     if (Status st = parse_json_object(call->request.body(), call->body, malformed); !st.is_ok()) {
       return malformed ? reply_error(call, 400, st.message()) : reply_status(call, st);
@@ -324,6 +355,7 @@ void metrics_route(Api& api, const CallPtr& call) {
   if (const runtime::EmbeddingService* service = api.service()) {
     api.metrics().set_queue_depth(service->queue_depth());
     api.metrics().set_inflight(service->inflight_inputs());
+    api.metrics().set_inflight_bytes(api.inflight_bytes());
   }
   Response response{http::status::ok, call->request.version()};
   response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -35,6 +35,9 @@ struct ApiOptions {
   // Tokens one /tokenize request may answer, all inputs together (413 beyond): its answer is
   // ~50 bytes a token, so the default keeps it within ~1.5x of the default payload limit.
   int64_t max_tokenize_tokens = 65536;
+  // Bytes of request bodies the inference routes hold at once; a body that would pass it is 429
+  // (413 when it alone is more). 0: a quarter of the cgroup memory limit, else 1 GiB.
+  int64_t max_inflight_bytes = 0;
 };
 
 // Milliseconds as the timing headers and the seed's latency_ms write them ("12.345").
@@ -71,6 +74,9 @@ class Api {
 
   // ---- for the family handlers ----
   const ApiOptions& options() const { return options_; }
+  // The in-flight body bound in force, and the bytes held now.
+  int64_t max_inflight_bytes() const { return max_inflight_bytes_; }
+  int64_t inflight_bytes() const { return inflight_bytes_->load(); }
   Metrics& metrics() { return metrics_; }
   // Null until the model is loaded.
   runtime::EmbeddingService* service() const { return service_.load(); }
@@ -115,8 +121,13 @@ class Api {
                                         std::function<void(const CallPtr&, R&&)> finish,
                                         FailureHook on_failure);
 
+  // Holds `call`'s body against the in-flight bound, or answers 429 / 413 and returns false.
+  bool hold_body(const CallPtr& call);
+
   ApiOptions options_;
   Metrics& metrics_;
+  int64_t max_inflight_bytes_ = 0;
+  std::shared_ptr<std::atomic<int64_t>> inflight_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
   std::atomic<runtime::EmbeddingService*> service_{nullptr};
   std::atomic<bool> ready_{false};
   mutable std::mutex mutex_;

@@ -68,6 +68,11 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                    .Help("Inputs admitted and not yet answered")
                    .Register(*registry_)
                    .Add({});
+  inflight_bytes_ = &BuildGauge()
+                         .Name("tideserve_inflight_bytes")
+                         .Help("Bytes of request bodies held by requests in flight")
+                         .Register(*registry_)
+                         .Add({});
   ready_ = &BuildGauge()
                 .Name("tideserve_ready")
                 .Help("1 when the model is loaded and warm and the server is not draining")

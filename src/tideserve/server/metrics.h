@@ -28,6 +28,7 @@ class Metrics {
   void add_refused_connection() { refused_connections_->Increment(); }
   void set_queue_depth(int64_t n) { queue_depth_->Set(static_cast<double>(n)); }
   void set_inflight(int64_t n) { inflight_->Set(static_cast<double>(n)); }
+  void set_inflight_bytes(int64_t n) { inflight_bytes_->Set(static_cast<double>(n)); }
   void set_ready(bool ready) { ready_->Set(ready ? 1.0 : 0.0); }
   void set_model_load_seconds(double s) { model_load_->Set(s); }
   // tideserve_model_info{model_id, model_version, dtype, cpu_isa} = 1, once the model is loaded:
@@ -49,6 +50,7 @@ class Metrics {
   prometheus::Histogram* input_length_;
   prometheus::Gauge* queue_depth_;
   prometheus::Gauge* inflight_;
+  prometheus::Gauge* inflight_bytes_;
   prometheus::Gauge* ready_;
   prometheus::Gauge* model_load_;
   prometheus::Family<prometheus::Gauge>* model_info_ = nullptr;

@@ -10,6 +10,8 @@
 
 #include <utility>  // must precede Asio under C++20 with g++ 12
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,6 +35,29 @@ struct RouteParams {
   std::string version;
 };
 
+// Bytes a call holds against --max-inflight-bytes, given back when the call ends (after its
+// answer is sent and every callback holding it is gone).
+class BytesHeld {
+ public:
+  BytesHeld() = default;
+  BytesHeld(std::shared_ptr<std::atomic<int64_t>> counter, int64_t bytes)
+      : counter_(std::move(counter)), bytes_(bytes) {}
+  BytesHeld(const BytesHeld&) = delete;
+  BytesHeld& operator=(const BytesHeld&) = delete;
+  BytesHeld& operator=(BytesHeld&& other) noexcept {
+    std::swap(counter_, other.counter_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  ~BytesHeld() {
+    if (counter_) counter_->fetch_sub(bytes_);
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int64_t>> counter_;
+  int64_t bytes_ = 0;
+};
+
 // One request being answered.
 struct Call {
   Request request;
@@ -46,6 +71,7 @@ struct Call {
   // thread that parsed it; copy what outlives that).
   element body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
+  BytesHeld held;  // its body, against --max-inflight-bytes
 };
 using CallPtr = std::shared_ptr<Call>;
 using RouteHandler = void (*)(Api& api, const CallPtr& call);

@@ -47,7 +47,8 @@ int serve(const ServeOptions& options) {
             {{"host", options.http.host},
              {"port", static_cast<int>(http.port())},
              {"io_threads", options.io_threads},
-             {"max_connections", static_cast<long long>(http.max_connections())}});
+             {"max_connections", static_cast<long long>(http.max_connections())},
+             {"max_inflight_bytes", static_cast<long long>(api.max_inflight_bytes())}});
 
   std::promise<void> shutdown_requested;
   std::atomic<bool> shutdown_flag{false};

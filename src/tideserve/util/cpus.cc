@@ -29,23 +29,29 @@ std::string read_file(const std::string& path) {
   return out.str();
 }
 
-// The smallest quota on the path from this process's cgroup v2 up to the root, if any.
-std::optional<double> cgroup_v2_quota() {
+// The smallest value `parse` finds in `file` on the path from this process's cgroup v2 up to the
+// root, if any.
+template <typename T, typename Parse>
+std::optional<T> cgroup_v2_smallest(const std::string& file, Parse parse) {
   std::ifstream cgroups("/proc/self/cgroup");
   std::string line, path;
   while (std::getline(cgroups, line)) {
     if (line.rfind("0::", 0) == 0) path = line.substr(3);
   }
   if (path.empty()) return std::nullopt;
-  std::optional<double> best;
+  std::optional<T> best;
   while (true) {
-    auto quota = parse_cpu_max(read_file("/sys/fs/cgroup" + path + "/cpu.max"));
-    if (quota && (!best || *quota < *best)) best = quota;
+    std::optional<T> value = parse(read_file("/sys/fs/cgroup" + path + "/" + file));
+    if (value && (!best || *value < *best)) best = value;
     if (path == "/" || path.empty()) break;
     path = path.substr(0, path.find_last_of('/'));
     if (path.empty()) path = "/";
   }
   return best;
+}
+
+std::optional<double> cgroup_v2_quota() {
+  return cgroup_v2_smallest<double>("cpu.max", parse_cpu_max);
 }
 
 std::optional<double> cgroup_v1_quota() {
@@ -74,6 +80,17 @@ std::optional<double> parse_cfs_quota(std::string_view quota, std::string_view p
   auto p = parse_integer(period);
   if (!q || !p || *q <= 0 || *p <= 0) return std::nullopt;
   return static_cast<double>(*q) / static_cast<double>(*p);
+}
+
+std::optional<int64_t> parse_memory_limit(std::string_view content) {
+  auto bytes = parse_integer(content);
+  if (!bytes || *bytes <= 0 || *bytes >= (1LL << 60)) return std::nullopt;
+  return static_cast<int64_t>(*bytes);
+}
+
+std::optional<int64_t> cgroup_memory_limit() {
+  if (auto limit = cgroup_v2_smallest<int64_t>("memory.max", parse_memory_limit)) return limit;
+  return parse_memory_limit(read_file("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
 }
 
 int usable_cpus() {
