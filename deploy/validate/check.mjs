@@ -12,7 +12,8 @@
 //   deprecated  fields and API versions that current Kubernetes / Istio removed or deprecated
 //   policy      what the schemas cannot know: probe paths and ports, drain arithmetic, security
 //               context, selectors that must match, metric names shared by HPA, adapter, KEDA,
-//               rules and dashboard
+//               rules and dashboard; the gateway's routes, JWT, authorization, mTLS and rate
+//               limit (check_gateway_security)
 //   dashboard   the Grafana dashboard JSON
 // It also writes, under --out, the Prometheus rule files and an expression file (dashboard,
 // adapter and KEDA queries as recording rules) for promtool.
@@ -201,6 +202,8 @@ const deprecated_api_versions = {
   "networking.istio.io/v1alpha3": "use networking.istio.io/v1 (Istio 1.22+) or v1beta1",
   "keda.k8s.io/v1alpha1": "KEDA 1.x; use keda.sh/v1alpha1",
 };
+// Kinds that exist only in an API version listed above: EnvoyFilter has no v1beta1 or v1.
+const only_api_version = { "networking.istio.io/v1alpha3": ["EnvoyFilter"] };
 const deprecated_annotations = {
   "scheduler.alpha.kubernetes.io/critical-pod": "removed; use priorityClassName",
   "seccomp.security.alpha.kubernetes.io/pod": "use securityContext.seccompProfile",
@@ -219,7 +222,7 @@ function walk(value, trail, visit) {
 await check("deprecated", async (fail) => {
   for (const item of all_objects) {
     const { obj } = item;
-    if (deprecated_api_versions[obj.apiVersion]) {
+    if (deprecated_api_versions[obj.apiVersion] && !(only_api_version[obj.apiVersion] ?? []).includes(obj.kind)) {
       fail(`${id_of(item)}: apiVersion ${obj.apiVersion}: ${deprecated_api_versions[obj.apiVersion]}`);
     }
     walk(obj, "", (key, _value, trail) => {
@@ -286,10 +289,334 @@ function series_known(name, recorded) {
   return known_metrics.has(name) || known_metrics.has(base);
 }
 
+// ---------------------------------------------------------------------------------------------
+// policy, the gateway (deploy/k8s/gateway, deploy/README.md "The gateway"): who may reach which
+// route, mTLS, and the per-client rate limit. Sample requests stand for the server's routes:
+// every rule below is judged by what it does to them.
+
+const kInferenceRequests = [
+  ["POST", "/predict"], ["POST", "/embed"], ["POST", "/tokenize"], ["POST", "/v1/embeddings"],
+  ["POST", "/rerank"], ["POST", "/v1/rerank"], ["POST", "/classify"],
+  ["POST", "/v2/models/bert-base-chinese/infer"], ["POST", "/v2/models/bert-base-chinese/versions/1/infer"],
+  ["GET", "/v1/models"],
+];
+// Probes, metrics and metadata: served to the cluster, never through the gateway.
+const kInternalRequests = [
+  ["GET", "/health"], ["GET", "/v2/health/live"], ["GET", "/v2/health/ready"], ["GET", "/metrics"],
+  ["GET", "/info"], ["GET", "/v2"], ["GET", "/v2/models/bert-base-chinese"],
+  ["GET", "/v2/models/bert-base-chinese/ready"], ["GET", "/v2/models/bert-base-chinese/versions/1"],
+  ["GET", "/v2/models/bert-base-chinese/versions/1/ready"],
+];
+const kLocalRateLimitType = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+
+const escape_re = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// Istio StringMatch (VirtualService uri, method): exact, prefix, or an RE2 regex that must match
+// the whole value. Returns null for a regex JavaScript cannot compile.
+function string_match(m, value) {
+  if (!m || Object.keys(m).length === 0) return true;
+  if (m.exact !== undefined) return value === m.exact;
+  if (m.prefix !== undefined) return value.startsWith(m.prefix);
+  if (m.regex !== undefined) {
+    try {
+      return new RegExp(`^(?:${m.regex})$`).test(value);
+    } catch {
+      return null;
+    }
+  }
+  return true;
+}
+
+// AuthorizationPolicy path / method patterns: "*" (any), "abc*" (prefix), "*abc" (suffix),
+// exact, and URI templates with {*} (one segment) and {**} (any number of segments).
+function authz_value_match(pattern, value) {
+  if (pattern === "*") return value.length > 0;
+  if (pattern.includes("{*}") || pattern.includes("{**}")) {
+    const re = pattern.split(/(\{\*\*\}|\{\*\})/).map((part) =>
+      part === "{**}" ? ".*" : part === "{*}" ? "[^/]+" : escape_re(part)).join("");
+    return new RegExp(`^${re}$`).test(value);
+  }
+  if (pattern.endsWith("*")) return value.startsWith(pattern.slice(0, -1));
+  if (pattern.startsWith("*")) return value.endsWith(pattern.slice(1));
+  return value === pattern;
+}
+const any_match = (patterns, value) => (patterns ?? []).some((p) => authz_value_match(String(p), value));
+
+// Does an ALLOW rule's `to` admit this request? No `to` admits everything; hosts and ports are
+// not looked at (a rule is judged by the widest thing it can allow).
+function rule_covers(rule, method, path) {
+  const to = rule.to ?? [];
+  if (to.length === 0) return true;
+  return to.some(({ operation: op }) => {
+    if (!op) return true;
+    if (op.methods?.length && !any_match(op.methods, method)) return false;
+    if (any_match(op.notMethods, method)) return false;
+    if (op.paths?.length && !any_match(op.paths, path)) return false;
+    if (any_match(op.notPaths, path)) return false;
+    return true;
+  });
+}
+
+// Does every source of the rule name who the caller is? requestPrincipals: a verified JWT;
+// principals: an mTLS identity ("*", any workload with a certificate, including the gateway
+// that forwards the internet, does not count); namespaces only where `namespaces_ok`.
+function source_authenticates(source, namespaces_ok) {
+  if (!source) return false;
+  if ((source.requestPrincipals ?? []).length > 0) return true;
+  const principals = source.principals ?? [];
+  if (principals.length > 0 && !principals.includes("*")) return true;
+  return namespaces_ok && (source.namespaces ?? []).length > 0 && !source.namespaces.includes("*");
+}
+function rule_authenticates(rule, namespaces_ok) {
+  const from = rule.from ?? [];
+  return from.length > 0 && from.every((f) => source_authenticates(f.source, namespaces_ok));
+}
+
+const selects = (policy_selector, labels) =>
+  !!policy_selector && Object.keys(policy_selector).length > 0 &&
+  Object.entries(policy_selector).every(([k, v]) => labels?.[k] === v);
+const ns_of = (obj) => obj.metadata?.namespace ?? "";
+
+// The LocalRateLimit config inside an EnvoyFilter HTTP_FILTER patch, or null.
+function local_rate_limit_of(patch_value) {
+  const tc = patch_value?.typed_config;
+  if (!tc) return null;
+  const type = String(tc["@type"] ?? "");
+  if (type.endsWith("TypedStruct")) return String(tc.type_url ?? "").endsWith(kLocalRateLimitType) ? tc.value ?? {} : null;
+  return type.endsWith(kLocalRateLimitType) ? tc : null;
+}
+const full_percent = (f) => f?.default_value?.numerator === 100 &&
+  ["HUNDRED", undefined].includes(f?.default_value?.denominator);
+function bucket_problem(b) {
+  if (!b) return "no token_bucket";
+  const fill = seconds(b.fill_interval ?? "");
+  if (!(Number(b.max_tokens) > 0) || !(Number(b.tokens_per_fill ?? 1) > 0)) return "token_bucket needs max_tokens and tokens_per_fill > 0";
+  if (!(fill >= 0.05)) return "token_bucket fill_interval must be at least 50ms";
+  return null;
+}
+
+function check_gateway_security(render, objs, fail, base_pods) {
+  const item = (obj) => ({ render, obj });
+  const gateways = objs.filter((o) => o.kind === "Gateway");
+  const gateway_vs = objs.filter((o) => o.kind === "VirtualService" && (o.spec?.gateways ?? []).some((g) => g !== "mesh"));
+  const policies = objs.filter((o) => o.kind === "AuthorizationPolicy");
+  const request_authns = objs.filter((o) => o.kind === "RequestAuthentication");
+  const peer_authns = objs.filter((o) => o.kind === "PeerAuthentication");
+  const envoy_filters = objs.filter((o) => o.kind === "EnvoyFilter");
+  const gateway_pods = gateways.map((g) => ({ ns: ns_of(g), labels: g.spec?.selector ?? {} }));
+  const selects_gateway = (o, sel) => gateway_pods.some((g) => g.ns === ns_of(o) && selects(sel, g.labels));
+
+  // Gateway: HTTPS only, TLS terminated here (the gateway must see the requests to check them).
+  for (const g of gateways) {
+    const gid = id_of(item(g));
+    if (!g.spec?.selector || Object.keys(g.spec.selector).length === 0) fail(`${gid}: needs a selector naming its ingress gateway pods`);
+    for (const s of g.spec?.servers ?? []) {
+      const what = `server ${s.name ?? s.port?.number}`;
+      if (s.port?.protocol !== "HTTPS") fail(`${gid}: ${what} is ${s.port?.protocol}: only HTTPS (bearer tokens must not cross the internet in clear)`);
+      if (!["SIMPLE", "MUTUAL", "OPTIONAL_MUTUAL"].includes(s.tls?.mode)) fail(`${gid}: ${what} tls.mode ${s.tls?.mode}: the gateway must terminate TLS (SIMPLE or MUTUAL) to check JWTs and routes`);
+      if (!s.tls?.credentialName && !(s.tls?.credentialNames ?? []).length) fail(`${gid}: ${what} has no tls.credentialName`);
+    }
+  }
+
+  // VirtualServices bound to a gateway: route only the inference routes.
+  for (const vs of gateway_vs) {
+    const vid = id_of(item(vs));
+    for (const ref of vs.spec.gateways.filter((x) => x !== "mesh")) {
+      const [ns, name] = ref.includes("/") ? ref.split("/") : [ns_of(vs), ref];
+      const g = gateways.find((x) => x.metadata?.name === name && ns_of(x) === ns);
+      if (!g) { fail(`${vid}: gateway ${ref} is not part of this kustomization`); continue; }
+      const hosts = (g.spec?.servers ?? []).flatMap((s) => s.hosts ?? []);
+      for (const h of vs.spec?.hosts ?? []) {
+        if (!hosts.some((gh) => gh === h || gh === `${ns_of(vs)}/${h}` || gh === `*/${h}`)) fail(`${vid}: host ${h} is not a host of Gateway ${ref} for namespace ${ns_of(vs)}`);
+      }
+    }
+    const matches = [];
+    for (const r of vs.spec?.http ?? []) {
+      if (!(r.match ?? []).length) fail(`${vid}: route ${r.name ?? "?"} has no match: it routes every path, probes and /metrics included`);
+      for (const m of r.match ?? []) {
+        matches.push({ r, m });
+        if (m.uri?.regex !== undefined && string_match(m.uri, "/") === null) fail(`${vid}: route ${r.name ?? "?"}: uri regex ${m.uri.regex} does not compile`);
+        if (!m.uri) fail(`${vid}: route ${r.name ?? "?"} has a match without uri: it routes every path`);
+      }
+    }
+    for (const [, p] of kInternalRequests) {
+      const hit = matches.find(({ m }) => m.uri && string_match(m.uri, p) === true);
+      if (hit) fail(`${vid}: route ${hit.r.name ?? "?"} exposes ${p} through the gateway (probes, metrics and metadata stay internal)`);
+    }
+    for (const [method, p] of kInferenceRequests) {
+      const routed = matches.some(({ m }) => m.uri && string_match(m.uri, p) === true && string_match(m.method, method) === true);
+      if (!routed) fail(`${vid}: the gateway does not route ${method} ${p}`);
+    }
+  }
+
+  // AuthorizationPolicy: no ALLOW rule lets an unauthenticated caller reach a route; through the
+  // gateway only the inference routes, and only with a verified JWT.
+  for (const ap of policies) {
+    const aid = id_of(item(ap));
+    const action = ap.spec?.action ?? "ALLOW";
+    if (action !== "ALLOW") continue;
+    const sel = ap.spec?.selector?.matchLabels;
+    if (!sel || Object.keys(sel).length === 0) fail(`${aid}: an ALLOW policy needs a selector (without one it governs every workload of its namespace)`);
+    const at_gateway = selects_gateway(ap, sel);
+    (ap.spec?.rules ?? []).forEach((rule, i) => {
+      const rid = `${aid}: rule ${i}`;
+      if (!rule || Object.keys(rule).length === 0) { fail(`${rid} is {}: it allows everyone everything`); return; }
+      for (const [method, p] of kInferenceRequests) {
+        if (rule_covers(rule, method, p) && !rule_authenticates(rule, false)) {
+          fail(`${rid} allows unauthenticated callers to ${method} ${p} (needs from.source.requestPrincipals or principals)`);
+          break;
+        }
+      }
+      for (const [method, p] of kInternalRequests) {
+        if (!rule_covers(rule, method, p)) continue;
+        if (at_gateway) { fail(`${rid} allows ${method} ${p} through the gateway (probes, metrics and metadata stay internal)`); break; }
+        if (!rule_authenticates(rule, true)) { fail(`${rid} allows unauthenticated callers to ${method} ${p}`); break; }
+      }
+      // requestPrincipals are "<iss>/<sub>": an issuer no RequestAuthentication of these pods
+      // accepts never matches.
+      const issuers = request_authns.filter((ra) => ns_of(ra) === ns_of(ap) && selects(ra.spec?.selector?.matchLabels, sel))
+        .flatMap((ra) => (ra.spec?.jwtRules ?? []).map((j) => j.issuer));
+      for (const f of rule.from ?? []) {
+        for (const rp of f.source?.requestPrincipals ?? []) {
+          if (rp !== "*" && !issuers.some((iss) => rp.startsWith(`${iss}/`))) fail(`${rid}: requestPrincipal ${rp} names no issuer of a RequestAuthentication selecting the same pods`);
+        }
+      }
+    });
+  }
+
+  // RequestAuthentication: a trustworthy key source and an audience.
+  for (const ra of request_authns) {
+    const rid = id_of(item(ra));
+    if (!ra.spec?.selector?.matchLabels) fail(`${rid}: needs a selector`);
+    const rules = ra.spec?.jwtRules ?? [];
+    if (!rules.length) fail(`${rid}: no jwtRules`);
+    for (const j of rules) {
+      if (!j.issuer) fail(`${rid}: jwtRule without issuer`);
+      if (!j.jwks && !String(j.jwksUri ?? "").startsWith("https://")) fail(`${rid}: jwksUri must be https (signing keys fetched in clear can be replaced)`);
+      if (!(j.audiences ?? []).length) fail(`${rid}: jwtRule for ${j.issuer} has no audiences (any token of that issuer would do)`);
+    }
+  }
+
+  // PeerAuthentication: STRICT, everywhere.
+  for (const pa of peer_authns) {
+    const pid = id_of(item(pa));
+    if (pa.spec?.mtls?.mode !== "STRICT") fail(`${pid}: mtls.mode ${pa.spec?.mtls?.mode ?? "(unset: inherits the mesh's PERMISSIVE)"}, want STRICT`);
+    for (const [port, m] of Object.entries(pa.spec?.portLevelMtls ?? {})) {
+      if (m?.mode !== "STRICT") fail(`${pid}: portLevelMtls ${port} mode ${m?.mode}, want STRICT`);
+    }
+  }
+  if (peer_authns.length || gateways.length) {
+    for (const dr of objs.filter((o) => o.kind === "DestinationRule")) {
+      const tls = [dr.spec?.trafficPolicy?.tls, ...(dr.spec?.trafficPolicy?.portLevelSettings ?? []).map((s) => s.tls)];
+      for (const t of tls.filter(Boolean)) {
+        if (t.mode !== "ISTIO_MUTUAL") fail(`${id_of(item(dr))}: tls.mode ${t.mode}: with STRICT mTLS leave it unset or ISTIO_MUTUAL`);
+      }
+    }
+  }
+
+  if (!gateways.length) return;
+
+  // What a gateway render must hold for each Gateway: its JWT check, its ALLOW policy, the
+  // namespace-wide STRICT PeerAuthentication and the replicas' own policy, the rate limit.
+  const workload_ns = [...new Set(gateway_vs.map(ns_of))];
+  for (const ns of workload_ns) {
+    if (!peer_authns.some((pa) => ns_of(pa) === ns && !pa.spec?.selector && pa.spec?.mtls?.mode === "STRICT")) {
+      fail(`${render}: no namespace-wide PeerAuthentication with mtls.mode STRICT in namespace ${ns}`);
+    }
+    if (!policies.some((ap) => ns_of(ap) === ns && (ap.spec?.action ?? "ALLOW") === "ALLOW" && selects(ap.spec?.selector?.matchLabels, base_pods))) {
+      fail(`${render}: no ALLOW AuthorizationPolicy selects the tideserve pods in namespace ${ns}`);
+    }
+  }
+  for (const g of gateways) {
+    const gid = id_of(item(g));
+    const glabels = g.spec?.selector ?? {};
+    const for_gw = (o, sel) => ns_of(o) === ns_of(g) && selects(sel, glabels);
+    const gw_ras = request_authns.filter((ra) => for_gw(ra, ra.spec?.selector?.matchLabels));
+    if (!gw_ras.length) fail(`${gid}: no RequestAuthentication selects its pods (in namespace ${ns_of(g)})`);
+    if (!policies.some((ap) => (ap.spec?.action ?? "ALLOW") === "ALLOW" && for_gw(ap, ap.spec?.selector?.matchLabels))) {
+      fail(`${gid}: no ALLOW AuthorizationPolicy selects its pods: without one every route is open to everyone`);
+    }
+    // The replicas check the token again: the gateway must pass it on.
+    const workload_issuers = new Set(request_authns.filter((ra) => workload_ns.includes(ns_of(ra)) && selects(ra.spec?.selector?.matchLabels, base_pods))
+      .flatMap((ra) => (ra.spec?.jwtRules ?? []).map((j) => j.issuer)));
+    for (const ra of gw_ras) {
+      for (const j of ra.spec?.jwtRules ?? []) {
+        if (workload_issuers.has(j.issuer) && j.forwardOriginalToken !== true) {
+          fail(`${id_of(item(ra))}: forwardOriginalToken must be true: the replicas' sidecars check the ${j.issuer} token again`);
+        }
+      }
+    }
+    const claim_headers = new Set(gw_ras.flatMap((ra) => (ra.spec?.jwtRules ?? []).flatMap((j) => (j.outputClaimToHeaders ?? []).map((o) => String(o.header).toLowerCase()))));
+
+    // The local rate limit of this gateway's pods.
+    const filters = envoy_filters.filter((ef) => for_gw(ef, ef.spec?.workloadSelector?.labels));
+    const limits = [];
+    const descriptor_sources = new Map(); // descriptor key -> header names
+    for (const ef of filters) {
+      for (const cp of ef.spec?.configPatches ?? []) {
+        const v = cp.patch?.value;
+        if (cp.applyTo === "HTTP_FILTER" && v?.name === "envoy.filters.http.local_ratelimit") {
+          limits.push({ ef, cp, cfg: local_rate_limit_of(v) });
+        }
+        if (["VIRTUAL_HOST", "HTTP_ROUTE"].includes(cp.applyTo)) {
+          const rls = [...(v?.rate_limits ?? []), ...(v?.route?.rate_limits ?? [])];
+          for (const a of rls.flatMap((rl) => rl.actions ?? [])) {
+            if (a.request_headers) {
+              const k = a.request_headers.descriptor_key;
+              descriptor_sources.set(k, [...(descriptor_sources.get(k) ?? []), String(a.request_headers.header_name).toLowerCase()]);
+            }
+          }
+        }
+      }
+    }
+    if (!limits.length) { fail(`${gid}: no EnvoyFilter adds envoy.filters.http.local_ratelimit to its pods`); continue; }
+    for (const { ef, cp, cfg } of limits) {
+      const eid = id_of(item(ef));
+      if (!cfg) { fail(`${eid}: envoy.filters.http.local_ratelimit without a ${kLocalRateLimitType} typed_config`); continue; }
+      if (cp.match?.context !== "GATEWAY") fail(`${eid}: the local rate limit patch must match context GATEWAY`);
+      const sub = cp.match?.listener?.filterChain?.filter?.subFilter?.name;
+      if (cp.patch?.operation !== "INSERT_BEFORE" || sub !== "envoy.filters.http.router") {
+        fail(`${eid}: insert the local rate limit INSERT_BEFORE subFilter envoy.filters.http.router (after jwt_authn and RBAC, so that it sees the verified client)`);
+      }
+      const code = cfg.status?.code;
+      if (code !== "TooManyRequests" && Number(code) !== 429) fail(`${eid}: status.code ${code ?? "(unset)"}: want TooManyRequests (429), as tideserve answers`);
+      const retry_after = (cfg.response_headers_to_add ?? []).find((h) => String(h.header?.key).toLowerCase() === "retry-after");
+      const retry_s = Number(retry_after?.header?.value);
+      if (!retry_after || !/^\d+$/.test(String(retry_after.header?.value)) || !(retry_s > 0)) {
+        fail(`${eid}: response_headers_to_add must set Retry-After to a whole number of seconds (tideserve sends Retry-After: 1)`);
+      }
+      if (!full_percent(cfg.filter_enabled) || !full_percent(cfg.filter_enforced)) {
+        fail(`${eid}: filter_enabled and filter_enforced must be 100/HUNDRED (Envoy's default is 0 %: nothing is limited)`);
+      }
+      const bp = bucket_problem(cfg.token_bucket);
+      if (bp) fail(`${eid}: the gateway-wide bucket: ${bp}`);
+      const global_fill = seconds(cfg.token_bucket?.fill_interval ?? "");
+      const per_client = (cfg.descriptors ?? []).filter((d) => (d.entries ?? []).some((e) => !e.value));
+      if (!per_client.length) fail(`${eid}: no per-client descriptor (an entry without value: one bucket per client)`);
+      if (per_client.length && !(Number(cfg.max_dynamic_descriptors) >= 100)) fail(`${eid}: max_dynamic_descriptors must be set (>= 100; Envoy keeps 20 clients' buckets by default)`);
+      for (const d of per_client) {
+        const dp = bucket_problem(d.token_bucket);
+        if (dp) { fail(`${eid}: per-client descriptor: ${dp}`); continue; }
+        const fill = seconds(d.token_bucket.fill_interval);
+        const ratio = fill / global_fill;
+        if (!(Math.abs(ratio - Math.round(ratio)) < 1e-9 && ratio >= 1)) fail(`${eid}: per-client fill_interval ${d.token_bucket.fill_interval} must be a multiple of the gateway-wide ${cfg.token_bucket?.fill_interval}`);
+        if (retry_s > 0 && retry_s < fill) fail(`${eid}: Retry-After ${retry_s} s is shorter than the per-client refill interval ${fill} s`);
+        for (const e of d.entries.filter((x) => !x.value)) {
+          const headers = descriptor_sources.get(e.key) ?? [];
+          if (!headers.length) fail(`${eid}: no rate_limits action (VIRTUAL_HOST or HTTP_ROUTE patch) produces descriptor key ${e.key}`);
+          for (const h of headers) {
+            if (!claim_headers.has(h)) fail(`${eid}: descriptor key ${e.key} comes from header ${h}, which is not a verified JWT claim (outputClaimToHeaders): a client could pick its own bucket`);
+          }
+        }
+      }
+    }
+  }
+}
+
 await check("policy", async (fail) => {
   // Whole deployments only: the base's pieces (base-workload, ...) are building blocks.
   const render_names = Object.keys(renders).filter((r) => !r.startsWith("file:") && !r.startsWith("base-"));
-  const must_render = ["base", "overlays-dev", "overlays-production", "overlays-keda", "istio", "monitoring"];
+  const must_render = ["base", "overlays-dev", "overlays-production", "overlays-keda", "istio", "gateway", "monitoring"];
   for (const r of must_render) if (!renders[r]) fail(`kustomization ${r.replace("-", "/")} was not rendered`);
 
   const recorded = new Set(prometheus_rules(all_objects).filter((r) => r.record).map((r) => r.record));
@@ -514,6 +841,9 @@ await check("policy", async (fail) => {
         if ((ep.path ?? "/metrics") !== "/metrics") fail(`${sid}: endpoint path ${ep.path}, want /metrics`);
       }
     }
+
+    // The gateway: authentication, authorization, mTLS, rate limit.
+    check_gateway_security(render, objs, fail, base_pods);
   }
 
   // Rules: every series a rule, alert or query reads is exported by the server or recorded.
