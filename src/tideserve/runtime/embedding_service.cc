@@ -359,10 +359,10 @@ void EmbeddingService::prepare(const std::shared_ptr<EmbedCall>& call) {
 }
 
 void EmbeddingService::prepared() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    --preparing_;
-  }
+  // Notify with the lock held: once preparing_ is 0 the destructor may return and destroy the
+  // condition variable as soon as it can take the lock, so no pool thread may touch it after.
+  std::lock_guard<std::mutex> lock(mutex_);
+  --preparing_;
   idle_cv_.notify_all();
 }
 
