@@ -45,7 +45,9 @@ using Pooling = engine::Pooling;
 using engine::parse_pooling;
 using engine::pooling_name;
 using TruncationSide = text::TruncationSide;
+using tideserve::model_kind_name;
 using tideserve::ModelKind;
+using tideserve::problem_type_name;
 using tideserve::ProblemType;
 
 // One input: a text, a text pair (second sequence gets type id 1), or token ids.
@@ -135,6 +137,13 @@ struct EmbedResult {
   std::span<const float> row(size_t i) const {
     return std::span<const float>(embeddings)
         .subspan(i * static_cast<size_t>(hidden_size), static_cast<size_t>(hidden_size));
+  }
+  size_t num_documents() const {
+    return hidden_size > 0 ? document_embeddings.size() / static_cast<size_t>(hidden_size) : 0;
+  }
+  std::span<const float> document_row(size_t d) const {
+    return std::span<const float>(document_embeddings)
+        .subspan(d * static_cast<size_t>(hidden_size), static_cast<size_t>(hidden_size));
   }
 };
 

@@ -301,6 +301,22 @@ void Api::rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFin
                     answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
 }
 
+Status read_truncation(element object, bool truncate_default, runtime::Truncation& truncation) {
+  truncation.enabled = truncate_default;
+  TS_RETURN_IF_ERROR(read_bool(object, "truncate", truncation.enabled));
+  std::string_view direction = "Right";
+  TS_RETURN_IF_ERROR(
+      read_choice(object, "truncation_direction", {"Right", "Left", "right", "left"}, direction));
+  truncation.side = (direction == "Left" || direction == "left") ? runtime::TruncationSide::kLeft
+                                                                 : runtime::TruncationSide::kRight;
+  return Status::ok();
+}
+
+void write_usage(JsonWriter& w, int64_t prompt_tokens) {
+  w.key("usage").begin_object().field("prompt_tokens", prompt_tokens);
+  w.field("total_tokens", prompt_tokens).end_object();
+}
+
 Status read_chunking(element object, runtime::EmbedRequest& request) {
   auto v = field(object, "chunking");
   if (!v || v->type() == element_type::NULL_VALUE) return Status::ok();

@@ -50,6 +50,13 @@ std::string sse_event(std::string_view name, std::string_view json);
 // parameters): "prompt_name", "prompt" (strings) and "dimensions" (a positive integer).
 Status read_embed_options(element object, runtime::EmbedRequest& request);
 
+// "truncate" (default `truncate_default`) and "truncation_direction" ("Right" | "Left", either
+// case; default Right), as TEI spells them.
+Status read_truncation(element object, bool truncate_default, runtime::Truncation& truncation);
+
+// The OpenAI-style usage object, "usage": {"prompt_tokens", "total_tokens"}, inside an open object.
+void write_usage(JsonWriter& w, int64_t prompt_tokens);
+
 // "chunking": {"max_tokens"?, "overlap"?, "sentences"?, "document_embedding"?} (an object, or
 // absent / null for none).
 Status read_chunking(element object, runtime::EmbedRequest& request);

@@ -109,18 +109,16 @@ void openai_embeddings(Api& api, const CallPtr& call) {
                 w.end_object();
               }
               w.end_array().field("model", model);
-              if (!r.document_embeddings.empty()) {
-                const auto width = static_cast<size_t>(r.hidden_size);
+              if (r.num_documents() > 0) {
                 w.key("documents").begin_array();
-                for (size_t d = 0; d < r.document_embeddings.size() / width; ++d) {
-                  w.begin_object().field("index", d).key("embedding");
-                  w.floats(std::span<const float>(r.document_embeddings).subspan(d * width, width));
+                for (size_t d = 0; d < r.num_documents(); ++d) {
+                  w.begin_object().field("index", d).key("embedding").floats(r.document_row(d));
                   w.end_object();
                 }
                 w.end_array();
               }
-              w.key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
-              w.field("total_tokens", r.prompt_tokens).end_object().end_object();
+              write_usage(w, r.prompt_tokens);
+              w.end_object();
               api.reply_json(c, 200, std::move(w).take());
             });
 }

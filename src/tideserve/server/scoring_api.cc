@@ -31,17 +31,6 @@ std::vector<size_t> by_score(std::span<const float> scores) {
   return order;
 }
 
-Status read_truncation(element body, bool truncate_default, runtime::Truncation& truncation) {
-  truncation.enabled = truncate_default;
-  TS_RETURN_IF_ERROR(read_bool(body, "truncate", truncation.enabled));
-  std::string_view direction = "Right";
-  TS_RETURN_IF_ERROR(
-      read_choice(body, "truncation_direction", {"Right", "Left", "right", "left"}, direction));
-  truncation.side = (direction == "Left" || direction == "left") ? runtime::TruncationSide::kLeft
-                                                                 : runtime::TruncationSide::kRight;
-  return Status::ok();
-}
-
 Status read_query(element body, std::string& query) {
   auto v = field(body, "query");
   if (!v) return invalid_argument("missing field 'query'");
@@ -206,8 +195,7 @@ void v1_rerank(Api& api, const CallPtr& call) {
                  w.end_object();
                }
                w.end_array();
-               w.key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
-               w.field("total_tokens", r.prompt_tokens).end_object();
+               write_usage(w, r.prompt_tokens);
                w.key("meta").begin_object().key("billed_units").begin_object();
                w.field("search_units", 1).end_object().end_object();
                w.end_object();
@@ -245,8 +233,7 @@ void classify(Api& api, const CallPtr& call) {
           w.end_array();
         }
         w.end_array().field("model", model);
-        w.key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
-        w.field("total_tokens", r.prompt_tokens).end_object();
+        write_usage(w, r.prompt_tokens);
         w.field("id", answer_id("classify")).field("created", created).end_object();
         api.reply_json(c, 200, std::move(w).take());
       });

@@ -96,7 +96,7 @@ int serve(const ServeOptions& options) {
                {"version", model_options.version},
                {"device", "cpu"},
                {"dtype", instance->info().dtype},
-               {"kind", model_kind_name(instance->info().kind)},
+               {"kind", runtime::model_kind_name(instance->info().kind)},
                {"pooling", runtime::pooling_name(instance->info().pooling)},
                {"pooling_source", instance->info().pooling_source},
                {"output_size", instance->info().output_size},

@@ -14,22 +14,14 @@ namespace {
 Status parse_embed(element body, int64_t max_inputs, runtime::EmbedRequest& request, bool& stream) {
   std::vector<std::string> texts;
   TS_RETURN_IF_ERROR(read_text_inputs(body, "inputs", max_inputs, texts));
-  bool normalize = true, truncate = false;
-  TS_RETURN_IF_ERROR(read_bool(body, "normalize", normalize));
-  TS_RETURN_IF_ERROR(read_bool(body, "truncate", truncate));
+  request.normalize = true;
+  TS_RETURN_IF_ERROR(read_bool(body, "normalize", request.normalize));
+  TS_RETURN_IF_ERROR(read_truncation(body, false, request.truncation));
   TS_RETURN_IF_ERROR(read_bool(body, "stream", stream));
   TS_RETURN_IF_ERROR(read_chunking(body, request));
-  std::string_view direction = "Right";
-  TS_RETURN_IF_ERROR(
-      read_choice(body, "truncation_direction", {"Right", "Left", "right", "left"}, direction));
   for (std::string& text : texts) {
     request.inputs.push_back(runtime::EmbedInput::from_text(std::move(text)));
   }
-  request.normalize = normalize;
-  request.truncation.enabled = truncate;
-  request.truncation.side = (direction == "Left" || direction == "left")
-                                ? runtime::TruncationSide::kLeft
-                                : runtime::TruncationSide::kRight;
   return read_embed_options(body, request);
 }
 
@@ -42,7 +34,6 @@ void write_embed_answer(JsonWriter& w, const runtime::EmbedResult& r) {
     w.end_array();
     return;
   }
-  const size_t width = static_cast<size_t>(r.hidden_size);
   for (size_t row = 0, input = 0; row < r.chunks.size(); ++input) {
     w.begin_object().key("chunks").begin_array();
     for (; row < r.chunks.size() && r.chunks[row].input == input; ++row) {
@@ -51,10 +42,7 @@ void write_embed_answer(JsonWriter& w, const runtime::EmbedResult& r) {
       w.field("tokens", r.token_counts[row]).key("embedding").floats(r.row(row)).end_object();
     }
     w.end_array();
-    if (!r.document_embeddings.empty()) {
-      w.key("embedding")
-          .floats(std::span<const float>(r.document_embeddings).subspan(input * width, width));
-    }
+    if (input < r.num_documents()) w.key("embedding").floats(r.document_row(input));
     w.end_object();
   }
   w.end_array();
@@ -91,16 +79,14 @@ void tei_embed(Api& api, const CallPtr& call) {
       },
       [](const runtime::EmbedResult& r) {
         std::string out;
-        const size_t width = static_cast<size_t>(r.hidden_size);
-        for (size_t d = 0; width > 0 && d < r.document_embeddings.size() / width; ++d) {
+        for (size_t d = 0; d < r.num_documents(); ++d) {
           JsonWriter w;
-          w.begin_object().field("input", d).key("embedding");
-          w.floats(std::span<const float>(r.document_embeddings).subspan(d * width, width));
+          w.begin_object().field("input", d).key("embedding").floats(r.document_row(d));
           out += sse_event("document", std::move(w.end_object()).take());
         }
         JsonWriter w;
-        w.begin_object().key("usage").begin_object().field("prompt_tokens", r.prompt_tokens);
-        w.field("total_tokens", r.prompt_tokens).end_object();
+        w.begin_object();
+        write_usage(w, r.prompt_tokens);
         w.key("timings").begin_object().field("tokenize_ms", r.timings.tokenize_ms);
         w.field("queue_ms", r.timings.queue_ms).field("inference_ms", r.timings.inference_ms);
         w.end_object().field("rows", r.size()).end_object();
@@ -156,7 +142,7 @@ void tei_info(Api& api, const CallPtr& call) {
   w.field("model_dtype", info.dtype);
   // TEI's model_type: {"embedding": {"pooling"}} or {"classifier"|"reranker": {"id2label",
   // "label2id"}}.
-  w.key("model_type").begin_object().key(model_kind_name(info.kind)).begin_object();
+  w.key("model_type").begin_object().key(runtime::model_kind_name(info.kind)).begin_object();
   if (info.kind == runtime::ModelKind::kEmbedding) {
     w.field("pooling", runtime::pooling_name(info.pooling));
     w.field("pooling_source", info.pooling_source);
@@ -174,7 +160,7 @@ void tei_info(Api& api, const CallPtr& call) {
     for (size_t i = 0; i < info.labels.size(); ++i) w.field(std::to_string(i), info.labels[i]);
     w.end_object().key("label2id").begin_object();
     for (size_t i = 0; i < info.labels.size(); ++i) w.field(info.labels[i], i);
-    w.end_object().field("problem_type", problem_type_name(info.problem_type));
+    w.end_object().field("problem_type", runtime::problem_type_name(info.problem_type));
   }
   w.end_object().end_object();
   w.field("hidden_size", info.hidden_size).field("output_size", info.output_size);
