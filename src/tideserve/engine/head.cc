@@ -4,8 +4,6 @@
 
 #include <cmath>
 
-#include <fmt/format.h>
-
 namespace tideserve::engine {
 
 namespace {
@@ -34,21 +32,6 @@ int64_t Head::output_size() const {
     if (!step.normalize) size = step.dense.out_features;
   }
   return size;
-}
-
-Status Head::check() const {
-  int64_t size = input_size;
-  for (size_t i = 0; i < steps.size(); ++i) {
-    const HeadStep& step = steps[i];
-    if (step.normalize) continue;
-    if (step.dense.weight == nullptr || step.dense.in_features != size ||
-        step.dense.out_features <= 0) {
-      return invalid_argument(fmt::format("layer {} after pooling takes {} features; it gets {}", i,
-                                          step.dense.in_features, size));
-    }
-    size = step.dense.out_features;
-  }
-  return Status::ok();
 }
 
 void Head::apply(std::vector<float>& rows, int64_t n) const {

@@ -13,7 +13,6 @@
 
 #include "tideserve/engine/pooling.h"
 #include "tideserve/model/model_directory.h"
-#include "tideserve/util/status.h"
 
 namespace tideserve::engine {
 
@@ -36,9 +35,8 @@ struct Head {
   std::vector<HeadStep> steps;
   int64_t input_size = 0;  // the encoder's hidden size
 
+  // Each dense layer must take what the one before gives (the model loader checks it).
   int64_t output_size() const;
-  // Each dense layer takes what the one before gives.
-  Status check() const;
   // rows: [n, input_size] pooled vectors; on return [n, output_size()].
   void apply(std::vector<float>& rows, int64_t n) const;
 };
