@@ -364,6 +364,21 @@ TEST(TokenizerLoad, TokenizerJsonBertProcessingAndNullNormalizer) {
   EXPECT_EQ(tokens_of(*e), (std::vector<std::string>{"[CLS]", "[UNK]", "é", "[SEP]"}));
 }
 
+// Two vocabulary tokens with one id (a malformed tokenizer.json that still loads): each keeps its
+// own string. The fuzzer found this read past the token pool (ASan: heap-buffer-overflow) when the
+// longer token came first; input in fuzz/regressions/loaders_fuzz/.
+TEST(TokenizerLoad, TwoTokensSharingAnIdKeepTheirOwnStrings) {
+  std::string json = bert_json(kBertNormalizer, kBertPre, kTemplate, "WordPiece");
+  const std::string vocab = R"("hello": 3, "##s": 4, "é": 5, "e": 6})";
+  ASSERT_NE(json.find(vocab), std::string::npos);
+  json.replace(json.find(vocab), vocab.size(), R"("hello": 3, "##s": 4, "é": 5, "e": 6, "x": 3})");
+  auto tok = Tokenizer::from_tokenizer_json(json);
+  ASSERT_TRUE(tok.is_ok()) << tok.status().to_string();
+  auto e = (*tok)->encode("hello x e");
+  ASSERT_TRUE(e.is_ok());
+  EXPECT_EQ(e->ids, (std::vector<int32_t>{1, 3, 3, 6, 2}));
+}
+
 TEST(TokenizerLoad, OtherTokenizerTypesAreRefusedByName) {
   struct Case {
     std::string json;

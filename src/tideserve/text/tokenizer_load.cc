@@ -397,23 +397,27 @@ Result<std::unique_ptr<Tokenizer::Impl>> Tokenizer::Impl::finish(TokenizerSpec s
   if (pool_size > UINT32_MAX) return invalid_argument("vocabulary too large");
   impl->pool.reserve(pool_size);
   std::vector<bool> has_string(impl->id_to_span.size(), false);
+  // Returns where `token` starts in the pool. Two tokens may share an id (a malformed but
+  // loadable tokenizer.json): both keep their own string, the id names the last.
   auto add_string = [&](const std::string& token, int32_t id) {
-    impl->id_to_span[id] = {static_cast<uint32_t>(impl->pool.size()),
-                            static_cast<uint32_t>(token.size())};
+    const auto offset = static_cast<uint32_t>(impl->pool.size());
+    impl->id_to_span[id] = {offset, static_cast<uint32_t>(token.size())};
     impl->pool += token;
     has_string[id] = true;
+    return offset;
   };
-  for (const auto& [token, id] : spec.vocab) add_string(token, id);
+  std::vector<uint32_t> vocab_offsets;
+  vocab_offsets.reserve(spec.vocab.size());
+  for (const auto& [token, id] : spec.vocab) vocab_offsets.push_back(add_string(token, id));
   for (const AddedToken& t : spec.added_tokens) {
     if (!has_string[t.id]) add_string(t.content, t.id);
   }
   std::vector<std::pair<std::string_view, int32_t>> initial, continuation;
   initial.reserve(spec.vocab.size());
   const std::string_view prefix = spec.continuing_subword_prefix;
-  for (const auto& [token, id] : spec.vocab) {
-    const auto [offset, size] = impl->id_to_span[id];
-    (void)size;
-    const std::string_view view(impl->pool.data() + offset, token.size());
+  for (size_t v = 0; v < spec.vocab.size(); ++v) {
+    const auto& [token, id] = spec.vocab[v];
+    const std::string_view view(impl->pool.data() + vocab_offsets[v], token.size());
     impl->token_ids.emplace(view, id);
     initial.emplace_back(view, id);
     if (view.size() > prefix.size() && view.substr(0, prefix.size()) == prefix) {
