@@ -1,7 +1,8 @@
 // The HTTP request path behind the transport: the route table, auth, content type and every API
 // family's request parser, with the real core service and tokenizer on a fake engine. The first
 // byte picks a route, the rest is the body. Every request must be answered (within the wait) with
-// a status and, for JSON routes, a JSON body; nothing may crash.
+// a status and a JSON body, or for a stream well-formed SSE events of JSON ending in "done" or
+// "error"; nothing may crash.
 #include <simdjson.h>
 
 #include <condition_variable>
@@ -130,6 +131,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (status < 200 || status >= 600 || status == 500) std::abort();  // 500: a bug, not input
   simdjson::dom::parser parser;
   simdjson::dom::element ignored;
-  if (parser.parse(response->body()).get(ignored) != simdjson::SUCCESS) std::abort();
+  const auto type = (*response)[http::field::content_type];
+  if (std::string_view(type.data(), type.size()).rfind("text/event-stream", 0) != 0) {
+    if (parser.parse(response->body()).get(ignored) != simdjson::SUCCESS) std::abort();
+    return 0;
+  }
+  // A stream ("stream": true): events "event: <name>\ndata: <json>\n\n", each JSON, the last
+  // one "done" or "error".
+  std::string_view rest = response->body();
+  std::string_view last;
+  while (!rest.empty()) {
+    const size_t end = rest.find("\n\n");
+    if (end == std::string_view::npos) std::abort();
+    std::string_view event = rest.substr(0, end);
+    rest.remove_prefix(end + 2);
+    const size_t data = event.find("\ndata: ");
+    if (event.rfind("event: ", 0) != 0 || data == std::string_view::npos) std::abort();
+    last = event.substr(7, data - 7);
+    const std::string json(event.substr(data + 7));
+    if (parser.parse(json).get(ignored) != simdjson::SUCCESS) std::abort();
+  }
+  if (last != "done" && last != "error") std::abort();
   return 0;
 }
