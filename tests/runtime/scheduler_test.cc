@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <random>
 #include <set>
@@ -612,6 +613,88 @@ TEST(SchedulerTest, BatchObserverSeesEveryBatch) {
     EXPECT_EQ(stats[b].tokens, batches[b].tokens);
     EXPECT_GE(stats[b].inference_ms, 0);
   }
+}
+
+// Counts the batches computing at once across every runner that shares `running`.
+class OverlapRunner : public BatchRunner {
+ public:
+  OverlapRunner(std::atomic<int>& running, std::atomic<int>& most) : running_(running), most_(most) {}
+  Status run(const BatchInput& batch, BatchOutput& output) override {
+    const int now = ++running_;
+    int seen = most_.load();
+    while (now > seen && !most_.compare_exchange_weak(seen, now)) {
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+    Status st = inner_.run(batch, output);
+    --running_;
+    return st;
+  }
+  int64_t output_size() const override { return inner_.output_size(); }
+
+ private:
+  FakeRunner inner_;
+  std::atomic<int>& running_;
+  std::atomic<int>& most_;
+};
+
+TEST(SchedulerTest, SchedulersSharingAGateNeverComputeAtOnce) {
+  std::atomic<int> running{0}, most{0};
+  OverlapRunner runner_a(running, most), runner_b(running, most);
+  SchedulerOptions options;
+  options.max_batch_requests = 1;
+  options.gate = std::make_shared<ComputeGate>();
+  Scheduler a(runner_a, options), b(runner_b, options);
+  a.start();
+  b.start();
+  Collector ca, cb;
+  auto flood = [](Scheduler& s, Collector& c) {
+    for (int j = 0; j < 40; ++j) ASSERT_TRUE(s.submit(c.tagged(j, 2, 3)).is_ok());
+  };
+  std::thread ta([&] { flood(a, ca); });
+  std::thread tb([&] { flood(b, cb); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(ca.wait_answered(40));
+  ASSERT_TRUE(cb.wait_answered(40));
+  EXPECT_EQ(most.load(), 1);
+  // A worker gives its turn back before it goes idle, which drain waits for.
+  EXPECT_TRUE(a.drain(kLongWait));
+  EXPECT_TRUE(b.drain(kLongWait));
+  EXPECT_EQ(options.gate->waiting(), 0);
+}
+
+TEST(SchedulerTest, ABusyModelCannotStarveAnotherSharingTheGate) {
+  FakeRunner busy_runner, quiet_runner;
+  SchedulerOptions options;
+  options.max_batch_requests = 1;  // one sequence per batch: each job is its own turn
+  options.gate = std::make_shared<ComputeGate>();
+  Scheduler busy(busy_runner, options), quiet(quiet_runner, options);
+  busy.start();
+  quiet.start();
+  Collector c;
+  busy_runner.hold();
+  ASSERT_TRUE(busy.submit(c.tagged(0, 1, 4)).is_ok());
+  ASSERT_TRUE(busy_runner.wait_started(1));  // the busy model holds the turn
+  for (int j = 1; j <= 30; ++j) ASSERT_TRUE(busy.submit(c.tagged(j, 1, 4)).is_ok());
+  std::atomic<int64_t> busy_batches_before_quiet{-1};
+  auto job = c.tagged(100, 1, 4);
+  auto done = job->on_done;
+  job->on_done = [&, done](JobResult&& r) {
+    busy_batches_before_quiet = static_cast<int64_t>(busy_runner.batches().size());
+    done(std::move(r));
+  };
+  ASSERT_TRUE(quiet.submit(job).is_ok());
+  // The quiet model's worker has asked for its turn behind the busy one's batch.
+  for (int i = 0; i < 6000 && options.gate->waiting() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(options.gate->waiting(), 2);
+  busy_runner.open();
+  ASSERT_TRUE(c.wait_answered(32));
+  // 30 more busy batches were queued, yet the quiet job ran right after the one computing.
+  EXPECT_EQ(busy_batches_before_quiet.load(), 1);
+  expect_ok(c.outcome(100), *job);
+  for (int j = 0; j <= 30; ++j) EXPECT_TRUE(c.outcome(j).result.status.is_ok());
 }
 
 }  // namespace

@@ -342,12 +342,21 @@ void Scheduler::worker_loop() {
   std::vector<std::shared_ptr<Pending>> dropped;
   for (;;) {
     std::function<void(const BatchStats&)> observer;
+    ComputeGate::Turn turn;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (stopping_) break;
       wait_for_more_locked(lock);
       if (stopping_) break;
+      if (options_.gate) {
+        // Wait for this model's turn without the lock: submits keep arriving and join the batch
+        // taken once the turn comes.
+        lock.unlock();
+        turn = options_.gate->acquire();
+        lock.lock();
+        if (stopping_) break;
+      }
       drop_cancelled_locked(dropped);
       take_batch_locked(slots);
       busy_ = true;
@@ -358,6 +367,7 @@ void Scheduler::worker_loop() {
     }
     dropped.clear();
     if (!slots.empty()) run_batch(slots, observer);
+    turn.release();
     slots.clear();
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -6,6 +6,7 @@
 //   FIFO of sequences --(engine worker: next batch = sequences in order while the sum of real
 //   tokens <= max_batch_tokens and count <= max_batch_requests)--> BatchRunner::run
 //   --> each job's on_done, once all its sequences are computed (or it failed / was cancelled).
+//   With several models, each batch first takes a turn at the process's ComputeGate.
 //
 // Nothing here knows HTTP. Compute runs only on the engine worker thread. Front ends do not use
 // the scheduler directly: they call the core service (embedding_service.h), which owns the jobs.
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "tideserve/engine/flat_batch.h"
+#include "tideserve/runtime/compute_gate.h"
 #include "tideserve/engine/pooling.h"
 #include "tideserve/util/clock.h"
 #include "tideserve/util/status.h"
@@ -37,6 +39,9 @@ struct SchedulerOptions {
   int64_t max_batch_tokens = 2048;        // real tokens per engine batch
   int64_t max_batch_requests = 256;       // sequences per engine batch
   int64_t batch_wait_us = 0;              // wait this long for more work before a batch
+  // Shared by the schedulers of every model a process serves: one batch computes at a time, in
+  // the order the workers asked (compute_gate.h). Null: this scheduler computes on its own.
+  std::shared_ptr<ComputeGate> gate;
 };
 
 // One tokenized input.
