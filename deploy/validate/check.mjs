@@ -5,7 +5,8 @@
 // --rendered holds one YAML stream per kustomization (`kubectl kustomize` output, named after the
 // kustomization's path) and --root is the tree whose deploy/ is checked. Checks, each reported on
 // its own line as PASS or FAIL with every problem it found:
-//   schema      every object against its JSON schema (kubernetes-models, @kubernetes-models/*)
+//   schema      every object against its JSON schema (kubernetes-models, @kubernetes-models/*:
+//               istio, keda, prometheus-operator, argo-rollouts, argo-cd)
 //   types       every object type-checked against the packages' TypeScript interfaces with
 //               `tsc --noEmit --strict`: object literals reject misspelled or unknown fields,
 //               which the schemas let through
@@ -13,10 +14,12 @@
 //   policy      what the schemas cannot know: probe paths and ports, drain arithmetic, security
 //               context, selectors that must match, metric names shared by HPA, adapter, KEDA,
 //               rules and dashboard; the gateway's routes, JWT, authorization, mTLS and rate
-//               limit (check_gateway_security)
+//               limit (check_gateway_security); the model volume's one writer
+//               (check_model_volume), the Argo Rollout and its analysis (check_rollout,
+//               check_analysis_template), the Argo CD Applications (check_applications)
 //   dashboard   the Grafana dashboard JSON
 // It also writes, under --out, the Prometheus rule files and an expression file (dashboard,
-// adapter and KEDA queries as recording rules) for promtool.
+// adapter, KEDA and Argo Rollouts analysis queries as recording rules) for promtool.
 import fs from "node:fs";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
@@ -74,6 +77,8 @@ const crd_packages = {
   "telemetry.istio.io": "@kubernetes-models/istio",
   "keda.sh": "@kubernetes-models/keda",
   "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+  // One API group, two projects: Rollout, AnalysisTemplate... and Application, AppProject...
+  "argoproj.io": ["@kubernetes-models/argo-rollouts", "@kubernetes-models/argo-cd"],
 };
 
 function module_of(api_version, kind) {
@@ -82,7 +87,10 @@ function module_of(api_version, kind) {
     return null;
   }
   if (group === "") return `kubernetes-models/${version}/${kind}`;
-  if (crd_packages[group]) return `${crd_packages[group]}/${group}/${version}/${kind}`;
+  if (crd_packages[group]) {
+    const specs = [crd_packages[group]].flat().map((pkg) => `${pkg}/${group}/${version}/${kind}`);
+    return specs.find(module_exists) ?? specs[0];
+  }
   return `kubernetes-models/${group}/${version}/${kind}`;
 }
 
@@ -306,6 +314,9 @@ const kInternalRequests = [
   ["GET", "/info"], ["GET", "/v2"], ["GET", "/v2/models/bert-base-chinese"],
   ["GET", "/v2/models/bert-base-chinese/ready"], ["GET", "/v2/models/bert-base-chinese/versions/1"],
   ["GET", "/v2/models/bert-base-chinese/versions/1/ready"],
+  // The repository (admin) API: model loads and unloads, never from outside.
+  ["POST", "/v2/repository/index"], ["POST", "/v2/repository/models/bert-base-chinese/load"],
+  ["POST", "/v2/repository/models/bert-base-chinese/unload"],
 ];
 const kLocalRateLimitType = "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
 
@@ -613,11 +624,401 @@ function check_gateway_security(render, objs, fail, base_pods) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// policy, model updates and canaries (deploy/README.md "Model updates", "Canary", "GitOps"): the
+// model volume's one writer, the Argo Rollout and its analysis, the Argo CD Applications.
+
+const kSyncCronJob = "tideserve-model-sync";
+const kSyncScriptKey = "sync.sh";
+const kCanaryWeights = [10, 50, 100];
+const kHashLabel = "rollouts-pod-template-hash";
+const kHashSeriesLabel = "rollouts_pod_template_hash";
+
+// The Rollout that takes its pod template from Deployment d (workloadRef), if any.
+function rollout_of(objs, d) {
+  return objs.find((o) => o.kind === "Rollout" && o.spec?.workloadRef?.kind === "Deployment" &&
+    o.spec.workloadRef.name === d.metadata?.name && ns_of(o) === ns_of(d));
+}
+
+// Every pod template of an object: [{where, spec, metadata}].
+function pod_templates(obj) {
+  const t = { Deployment: obj.spec?.template, StatefulSet: obj.spec?.template, DaemonSet: obj.spec?.template,
+    ReplicaSet: obj.spec?.template, Job: obj.spec?.template, Rollout: obj.spec?.template,
+    CronJob: obj.spec?.jobTemplate?.spec?.template, Pod: obj }[obj.kind];
+  return t?.spec ? [{ spec: t.spec, metadata: t.metadata ?? {} }] : [];
+}
+
+const same_labels = (a, b) => JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
+
+// The model volume: written by the sync CronJob alone, read-only everywhere else.
+function check_model_volume(render, objs, fail) {
+  const item = (obj) => ({ render, obj });
+  const server = objs.find((o) => o.kind === "Deployment");
+  const c = server?.spec?.template?.spec?.containers?.find((x) => x.name === "tideserve");
+  const repo = env_of(c ?? {}).MODEL_REPOSITORY;
+  if (repo === undefined) return;
+  const mount = (c.volumeMounts ?? []).find((m) => m.mountPath.replace(/\/$/, "") === String(repo).replace(/\/$/, ""));
+  const claim = server.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.persistentVolumeClaim?.claimName;
+  if (!claim) return; // reported with the Deployment
+  const pvc = objs.find((o) => o.kind === "PersistentVolumeClaim" && o.metadata?.name === claim);
+  if (pvc && !(pvc.spec?.accessModes ?? []).includes("ReadWriteMany")) {
+    fail(`${id_of(item(pvc))}: accessModes ${JSON.stringify(pvc.spec?.accessModes)}: want ReadWriteMany (the model-sync Job writes while replicas on other nodes read)`);
+  }
+  const writers = [];
+  for (const o of objs) {
+    for (const t of pod_templates(o)) {
+      for (const v of (t.spec.volumes ?? []).filter((x) => x.persistentVolumeClaim?.claimName === claim)) {
+        for (const ct of [...(t.spec.initContainers ?? []), ...(t.spec.containers ?? [])]) {
+          for (const m of (ct.volumeMounts ?? []).filter((x) => x.name === v.name)) {
+            const writable = m.readOnly !== true && v.persistentVolumeClaim.readOnly !== true;
+            if (!writable) continue;
+            writers.push(o);
+            if (!(o.kind === "CronJob" && o.metadata?.name === kSyncCronJob)) {
+              fail(`${id_of(item(o))}: container ${ct.name} mounts the model volume ${claim} writable: only CronJob ${kSyncCronJob} may write it`);
+            }
+          }
+        }
+      }
+    }
+  }
+  const sync = objs.find((o) => o.kind === "CronJob" && o.metadata?.name === kSyncCronJob);
+  if (!sync) { fail(`${render}: the model volume ${claim} has no writer: CronJob ${kSyncCronJob} is not part of this kustomization`); return; }
+  const sid = id_of(item(sync));
+  if (!writers.includes(sync)) fail(`${sid}: does not mount the model volume ${claim} writable`);
+  if (sync.spec?.concurrencyPolicy !== "Forbid") fail(`${sid}: concurrencyPolicy ${sync.spec?.concurrencyPolicy ?? "(unset: Allow)"}, want Forbid (one writer at a time)`);
+  const job = sync.spec?.jobTemplate?.spec ?? {};
+  if (!(job.activeDeadlineSeconds > 0)) fail(`${sid}: jobTemplate.spec.activeDeadlineSeconds must bound a stuck copy`);
+  const pod = job.template?.spec ?? {};
+  if (job.template?.metadata?.annotations?.["sidecar.istio.io/inject"] !== "false") {
+    fail(`${sid}: annotate the pod sidecar.istio.io/inject: "false" (an Istio sidecar keeps a Job's pod running)`);
+  }
+  const sc = (pod.containers ?? [])[0];
+  if (!sc || (pod.containers ?? []).length !== 1) { fail(`${sid}: want exactly one container`); return; }
+  const senv = env_of(sc);
+  const smount = (sc.volumeMounts ?? []).find((m) => (pod.volumes ?? []).find((v) => v.name === m.name)?.persistentVolumeClaim?.claimName === claim);
+  if (smount && String(senv.MODEL_REPOSITORY ?? "").replace(/\/$/, "") !== smount.mountPath.replace(/\/$/, "")) {
+    fail(`${sid}: MODEL_REPOSITORY ${senv.MODEL_REPOSITORY ?? "(unset)"} is not where it mounts the model volume (${smount.mountPath})`);
+  }
+  if (!senv.MODEL_SOURCE) fail(`${sid}: MODEL_SOURCE is not set`);
+  if (senv.REQUIRE_MANIFEST !== "true") fail(`${sid}: REQUIRE_MANIFEST ${senv.REQUIRE_MANIFEST ?? "(unset)"}, want "true": every version is checked against its SHA256SUMS`);
+  // It runs the script of its ConfigMap.
+  const cmd = [...(sc.command ?? []), ...(sc.args ?? [])];
+  const script_ok = (pod.volumes ?? []).some((v) => {
+    const cm = v.configMap && objs.find((o) => o.kind === "ConfigMap" && o.metadata?.name === v.configMap.name);
+    const m = (sc.volumeMounts ?? []).find((x) => x.name === v.name);
+    return cm && m && cm.data?.[kSyncScriptKey] !== undefined && cmd.includes(`${m.mountPath.replace(/\/$/, "")}/${kSyncScriptKey}`);
+  });
+  if (!script_ok) fail(`${sid}: does not run ${kSyncScriptKey} from a ConfigMap of this kustomization mounted into it`);
+  const psc = pod.securityContext ?? {};
+  const csc = sc.securityContext ?? {};
+  if (!(psc.runAsNonRoot || csc.runAsNonRoot)) fail(`${sid}: runAsNonRoot is not set`);
+  if ((csc.runAsUser ?? psc.runAsUser) !== 1000) fail(`${sid}: must run as uid 1000, the replicas' uid (they read what it writes)`);
+  if (csc.readOnlyRootFilesystem !== true || csc.allowPrivilegeEscalation !== false || !(csc.capabilities?.drop ?? []).includes("ALL")) {
+    fail(`${sid}: readOnlyRootFilesystem, allowPrivilegeEscalation: false and dropping ALL capabilities are required`);
+  }
+  if (!sc.resources?.limits?.cpu || !sc.resources?.limits?.memory) fail(`${sid}: cpu and memory limits required`);
+}
+
+// Where a Rollout's references are looked up: its own render, the other sources of an Argo CD
+// Application that deploys it, and the kustomizations that only route (istio, gateway).
+function deployed_with(render) {
+  const out = [{ render, default_ns: null }];
+  for (const app of applications()) {
+    const srcs = app_sources(app);
+    if (!srcs.some((s) => s.render === render)) continue;
+    for (const s of srcs) if (s.render !== render) out.push({ render: s.render, default_ns: app.spec?.destination?.namespace ?? null });
+  }
+  if (out.length === 1) {
+    for (const [r, objs] of Object.entries(renders)) {
+      if (r === render || r.startsWith("base-") || r.startsWith("file:")) continue;
+      if (objs.some((o) => o.kind === "VirtualService") && !objs.some((o) => ["Deployment", "Rollout"].includes(o.kind))) {
+        out.push({ render: r, default_ns: null });
+      }
+    }
+  }
+  return out;
+}
+function find_deployed(sets, kind, ns, name) {
+  for (const { render, default_ns } of sets) {
+    const o = (renders[render] ?? []).find((x) => x.kind === kind && x.metadata?.name === name &&
+      (x.metadata?.namespace ?? default_ns ?? "") === ns);
+    if (o) return { render, obj: o };
+  }
+  return null;
+}
+function all_deployed(sets, kind, ns) {
+  const out = [];
+  for (const { render, default_ns } of sets) {
+    for (const o of (renders[render] ?? []).filter((x) => x.kind === kind && (x.metadata?.namespace ?? default_ns ?? "") === ns)) {
+      out.push({ render, obj: o });
+    }
+  }
+  return out;
+}
+
+const args_used = (text) => [...String(text).matchAll(/\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}/g)].map((m) => m[1]);
+
+// An AnalysisTemplate: its queries read tideserve's exported metrics of the canary pods per model
+// version, every metric can fail the analysis, and every argument it uses is declared.
+function check_analysis_template(render, at, fail) {
+  const aid = id_of({ render, obj: at });
+  const declared = new Set((at.spec?.args ?? []).map((a) => a.name));
+  const metrics = at.spec?.metrics ?? [];
+  if (!metrics.length) fail(`${aid}: no metrics`);
+  let errors_metric = false;
+  let p99_metric = false;
+  for (const m of metrics) {
+    const mid = `${aid}: metric ${m.name}`;
+    for (const a of args_used(JSON.stringify(m))) if (!declared.has(a)) fail(`${mid} uses {{args.${a}}}, which spec.args does not declare`);
+    const q = m.provider?.prometheus?.query;
+    if (!q || !m.provider?.prometheus?.address) { fail(`${mid}: needs provider.prometheus with address and query`); continue; }
+    if (typeof m.failureLimit !== "number") fail(`${mid}: set failureLimit: the failed measurements allowed before the rollout aborts`);
+    if (!m.failureCondition && !m.successCondition) fail(`${mid}: neither successCondition nor failureCondition: it can never fail the canary`);
+    if (!m.interval) fail(`${mid}: no interval: measured once instead of through the canary`);
+    for (const name of metric_names_in(q)) {
+      const base = name.replace(/_(bucket|sum|count)$/, "");
+      if (!known_metrics.has(name) && !known_metrics.has(base)) {
+        fail(`${mid} queries ${name}, which tideserve does not export (deploy/validate/server-metrics.txt; recorded series lack the ${kHashSeriesLabel} label)`);
+      }
+    }
+    // Every selector of a tideserve series names the canary pods and the model version by arguments.
+    const placeheld = String(q).replace(/\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}/g, "@arg:$1@");
+    const selectors = [...placeheld.matchAll(/(tideserve_[a-zA-Z0-9_:]*)\s*\{([^}]*)\}/g)];
+    if (!selectors.length) fail(`${mid}: its query selects no tideserve series`);
+    for (const [, name, body] of selectors) {
+      if (!new RegExp(`(^|[,\\s])${kHashSeriesLabel}\\s*=\\s*"@arg:[A-Za-z0-9_-]+@"`).test(body)) {
+        fail(`${mid}: ${name}{...} does not select the canary pods (${kHashSeriesLabel}="{{args.<hash>}}"): it would judge the stable pods too`);
+      }
+      if (!/(^|[,\s])version\s*=~?\s*"@arg:version@"/.test(body)) fail(`${mid}: ${name}{...} does not select the model version by {{args.version}}`);
+    }
+    if (/tideserve_model_requests_total/.test(q) && /code\s*=~\s*"5\.\."/.test(q)) errors_metric = true;
+    if (/histogram_quantile\(\s*0\.99\s*,/.test(q) && /tideserve_model_request_duration_seconds_bucket/.test(q)) p99_metric = true;
+  }
+  if (!declared.has("version")) fail(`${aid}: no argument version (the model version the analysis judges)`);
+  if (!errors_metric) fail(`${aid}: no metric on the 5xx ratio of tideserve_model_requests_total (code=~"5..")`);
+  if (!p99_metric) fail(`${aid}: no metric on the p99 of tideserve_model_request_duration_seconds`);
+}
+
+// A Rollout: takes over the Deployment, steps 10 -> 50 -> 100 with automatic analysis and abort,
+// and shifts every weighted route to the Istio subsets it names.
+function check_rollout(render, ro, fail) {
+  const objs = renders[render];
+  const rid = id_of({ render, obj: ro });
+  const sets = deployed_with(render);
+  const ns = ns_of(ro);
+  const wr = ro.spec?.workloadRef;
+  const d = wr && objs.find((o) => o.kind === "Deployment" && o.metadata?.name === wr.name && ns_of(o) === ns);
+  if (!wr || wr.kind !== "Deployment" || wr.apiVersion !== "apps/v1") fail(`${rid}: workloadRef must name the apps/v1 Deployment (one pod template, the one the overlays patch)`);
+  else if (!d) fail(`${rid}: workloadRef names Deployment ${wr.name}, which is not part of this kustomization`);
+  if (ro.spec?.template) fail(`${rid}: has its own template besides workloadRef`);
+  if (d && !same_labels(ro.spec?.selector?.matchLabels, d.spec?.selector?.matchLabels)) {
+    fail(`${rid}: selector ${JSON.stringify(ro.spec?.selector?.matchLabels)} is not the Deployment's ${JSON.stringify(d.spec?.selector?.matchLabels)}`);
+  }
+  const hpa = objs.find((o) => o.kind === "HorizontalPodAutoscaler" && o.spec?.scaleTargetRef?.kind === "Rollout" && o.spec.scaleTargetRef.name === ro.metadata?.name);
+  if (!hpa) fail(`${rid}: no HorizontalPodAutoscaler scales it`);
+  if (hpa && ro.spec?.replicas !== undefined) fail(`${rid}: replicas is set while the HPA scales it (Argo CD and the HPA would fight)`);
+  if (ro.spec?.progressDeadlineAbort !== true) fail(`${rid}: progressDeadlineAbort must be true (a canary whose pods never become ready aborts)`);
+
+  const canary = ro.spec?.strategy?.canary;
+  if (!canary) { fail(`${rid}: strategy.canary is required`); return; }
+  const steps = canary.steps ?? [];
+  const weights = steps.filter((s) => s.setWeight !== undefined).map((s) => s.setWeight);
+  if (JSON.stringify(weights) !== JSON.stringify(kCanaryWeights)) fail(`${rid}: setWeight steps ${JSON.stringify(weights)}, want ${JSON.stringify(kCanaryWeights)}`);
+  steps.forEach((s, i) => {
+    if (s.pause && s.pause.duration === undefined) fail(`${rid}: step ${i} pauses until a person promotes it: give it a duration (promotion is automatic, abort is the analysis')`);
+  });
+  // Analysis: in the background from the 10 % stage on, or as a step after each weight.
+  const first_weight = steps.findIndex((s) => s.setWeight !== undefined);
+  const bg = canary.analysis;
+  const step_analyses = steps.filter((s) => s.analysis).map((s) => s.analysis);
+  const analyses = [...(bg ? [bg] : []), ...step_analyses];
+  if (!analyses.length || analyses.every((a) => !(a.templates ?? []).length)) fail(`${rid}: no analysis: nothing would abort a bad canary`);
+  if (bg && (bg.startingStep ?? 0) > first_weight + 1) fail(`${rid}: the background analysis starts at step ${bg.startingStep}, after the 10 % stage`);
+  if (!bg && steps.some((s, i) => s.setWeight !== undefined && !steps[i + 1]?.analysis && !steps[i + 2]?.analysis)) {
+    fail(`${rid}: without a background analysis every setWeight needs an analysis step after it`);
+  }
+  let hash_arg = null;
+  for (const a of analyses) {
+    const given = new Map((a.args ?? []).map((x) => [x.name, x]));
+    for (const [n, x] of given) if (x.valueFrom?.podTemplateHashValue === "Latest") hash_arg = n;
+    for (const t of a.templates ?? []) {
+      if (t.clusterScope) { fail(`${rid}: analysis template ${t.templateName} is a ClusterAnalysisTemplate; keep it in the namespace`); continue; }
+      const found = find_deployed(sets, "AnalysisTemplate", ns, t.templateName);
+      if (!found) { fail(`${rid}: analysis template ${t.templateName} is not deployed with it (namespace ${ns || "(none)"})`); continue; }
+      const declared = found.obj.spec?.args ?? [];
+      for (const arg of declared) {
+        if (arg.value === undefined && arg.valueFrom === undefined && !given.has(arg.name)) fail(`${rid}: does not give ${t.templateName} its argument ${arg.name}`);
+      }
+      for (const n of given.keys()) if (!declared.some((x) => x.name === n)) fail(`${rid}: gives ${t.templateName} an argument ${n} it does not declare`);
+      const text = JSON.stringify(found.obj.spec?.metrics ?? []);
+      if (hash_arg && !text.includes(`${kHashSeriesLabel}=\\"{{args.${hash_arg}}}\\"`)) {
+        fail(`${rid}: ${t.templateName}'s queries do not select the canary by {{args.${hash_arg}}} (podTemplateHashValue: Latest)`);
+      }
+    }
+  }
+  if (!hash_arg) fail(`${rid}: no analysis argument takes podTemplateHashValue: Latest (the canary pods' hash)`);
+  // The canary analysis reads the hash label from the scrape: a ServiceMonitor copies it.
+  const service = objs.find((o) => o.kind === "Service");
+  const monitors = Object.values(renders).flat().filter((o) => o.kind === "ServiceMonitor" &&
+    label_match(o.spec?.selector?.matchLabels, service?.metadata?.labels) &&
+    (o.spec?.namespaceSelector?.any === true || (o.spec?.namespaceSelector?.matchNames ?? []).includes(ns)));
+  if (!monitors.length) fail(`${rid}: no ServiceMonitor scrapes Service ${service?.metadata?.name ?? "?"} in namespace ${ns}: the analysis would have no data`);
+  else if (!monitors.some((m) => (m.spec?.podTargetLabels ?? []).includes(kHashLabel))) {
+    fail(`${rid}: no ServiceMonitor scraping namespace ${ns} has podTargetLabels ${kHashLabel}: the analysis cannot tell the canary's series apart`);
+  }
+
+  // Istio: subset-level traffic splitting on the DestinationRule's subsets.
+  if (canary.canaryService || canary.stableService) {
+    for (const s of [canary.canaryService, canary.stableService].filter(Boolean)) {
+      if (!objs.some((o) => o.kind === "Service" && o.metadata?.name === s)) fail(`${rid}: Service ${s} is not part of this kustomization`);
+    }
+  }
+  const istio = canary.trafficRouting?.istio;
+  if (!istio) { fail(`${rid}: no trafficRouting.istio: the canary would get traffic by pod count, not weight`); return; }
+  const drr = istio.destinationRule ?? {};
+  const dr = drr.name && find_deployed(sets, "DestinationRule", ns, drr.name);
+  if (!dr) { fail(`${rid}: DestinationRule ${drr.name ?? "(unset)"} is not deployed with it (namespace ${ns || "(none)"})`); return; }
+  const subsets = dr.obj.spec?.subsets ?? [];
+  const stable = subsets.find((s) => s.name === drr.stableSubsetName);
+  const canary_subset = subsets.find((s) => s.name === drr.canarySubsetName);
+  if (!stable) fail(`${rid}: stableSubsetName ${drr.stableSubsetName} is not a subset of DestinationRule ${drr.name}`);
+  if (!canary_subset) fail(`${rid}: canarySubsetName ${drr.canarySubsetName} is not a subset of DestinationRule ${drr.name}`);
+  if (drr.stableSubsetName === drr.canarySubsetName) fail(`${rid}: stable and canary subsets are the same`);
+  const pod_labels = d?.spec?.template?.metadata?.labels ?? {};
+  const without_hash = (labels) => Object.fromEntries(Object.entries(labels ?? {}).filter(([k]) => k !== kHashLabel));
+  const canary_pods = { ...pod_labels, ...(canary.canaryMetadata?.labels ?? {}) };
+  const stable_pods = { ...pod_labels, ...(canary.stableMetadata?.labels ?? {}) };
+  if (stable && canary_subset) {
+    if (!label_match(without_hash(stable.labels), stable_pods)) fail(`${rid}: subset ${stable.name} ${JSON.stringify(stable.labels)} does not select the stable pods ${JSON.stringify(stable_pods)} (stableMetadata)`);
+    if (!label_match(without_hash(canary_subset.labels), canary_pods)) fail(`${rid}: subset ${canary_subset.name} ${JSON.stringify(canary_subset.labels)} does not select the canary pods ${JSON.stringify(canary_pods)} (canaryMetadata)`);
+    if (label_match(without_hash(canary_subset.labels), stable_pods)) fail(`${rid}: subset ${canary_subset.name} also selects the stable pods: canaryMetadata must set a label it selects by`);
+    if (label_match(without_hash(stable.labels), canary_pods)) fail(`${rid}: subset ${stable.name} also selects the canary pods: stableMetadata and canaryMetadata must differ`);
+  }
+  const host = dr.obj.spec?.host;
+  const to_subset = (dst, subset) => dst.destination?.host === host && dst.destination?.subset === subset;
+  const managed = new Map(); // VirtualService name -> route names
+  for (const v of istio.virtualServices ?? (istio.virtualService ? [istio.virtualService] : [])) {
+    managed.set(v.name, new Set(v.routes ?? []));
+    const vs = find_deployed(sets, "VirtualService", ns, v.name);
+    if (!vs) { fail(`${rid}: VirtualService ${v.name} is not deployed with it (namespace ${ns || "(none)"})`); continue; }
+    if (!(v.routes ?? []).length) fail(`${rid}: VirtualService ${v.name}: name the routes whose weights it sets`);
+    for (const rn of v.routes ?? []) {
+      const r = (vs.obj.spec?.http ?? []).find((x) => x.name === rn);
+      if (!r) { fail(`${rid}: VirtualService ${v.name} has no http route ${rn}`); continue; }
+      const dsts = r.route ?? [];
+      if (dsts.length !== 2 || !dsts.some((x) => to_subset(x, drr.stableSubsetName)) || !dsts.some((x) => to_subset(x, drr.canarySubsetName))) {
+        fail(`${rid}: VirtualService ${v.name} route ${rn} must have exactly the two destinations ${host} subsets ${drr.stableSubsetName} and ${drr.canarySubsetName}`);
+      }
+    }
+  }
+  // Every weighted split between the two subsets belongs to the Rollout, or it keeps its static
+  // weights through the canary; the header route to the canary stays for testers.
+  let header_route = false;
+  for (const { obj: vs } of all_deployed(sets, "VirtualService", ns)) {
+    for (const r of vs.spec?.http ?? []) {
+      const dsts = r.route ?? [];
+      if (dsts.some((x) => to_subset(x, drr.stableSubsetName)) && dsts.some((x) => to_subset(x, drr.canarySubsetName)) &&
+        !managed.get(vs.metadata?.name)?.has(r.name)) {
+        fail(`${rid}: VirtualService ${vs.metadata?.name} route ${r.name ?? "?"} splits ${drr.stableSubsetName}/${drr.canarySubsetName} but the Rollout does not manage it`);
+      }
+      if ((r.match ?? []).some((m) => m.headers?.version?.exact === "v2") && dsts.length && dsts.every((x) => to_subset(x, drr.canarySubsetName))) header_route = true;
+    }
+  }
+  if (!header_route) fail(`${rid}: no route deployed with it sends header version: v2 to the canary subset ${drr.canarySubsetName}`);
+}
+
+// Argo CD: the Applications of deploy/k8s/argocd.
+function applications() {
+  return (renders.argocd ?? []).filter((o) => o.kind === "Application");
+}
+function app_sources(app) {
+  const srcs = app.spec?.sources ?? (app.spec?.source ? [app.spec.source] : []);
+  return srcs.map((s) => ({ ...s, render: String(s.path ?? "").replace(/^deploy\/k8s\//, "").replace(/\/$/, "").replaceAll("/", "-") }));
+}
+const glob_match = (pattern, value) => new RegExp(`^${String(pattern).split("*").map(escape_re).join(".*")}$`).test(String(value));
+
+function check_applications(fail) {
+  const objs = renders.argocd ?? [];
+  const apps = applications();
+  const projects = objs.filter((o) => o.kind === "AppProject");
+  if (!apps.length) { fail("argocd: no Argo CD Application"); return; }
+  const deploying = (r) => apps.filter((a) => app_sources(a).some((s) => s.render === r));
+  for (const app of apps) {
+    const aid = id_of({ render: "argocd", obj: app });
+    const project = projects.find((p) => p.metadata?.name === app.spec?.project);
+    if (!project) fail(`${aid}: project ${app.spec?.project} is not an AppProject of deploy/k8s/argocd`);
+    const dest = app.spec?.destination ?? {};
+    const dest_ns = dest.namespace;
+    if (!dest_ns || !(dest.server || dest.name)) fail(`${aid}: destination needs a server (or name) and a namespace`);
+    const srcs = app_sources(app);
+    if (!srcs.length) fail(`${aid}: no source`);
+    const seen = new Map();
+    const namespaces = new Set([dest_ns]);
+    let rollouts = [];
+    for (const s of srcs) {
+      if (!String(s.path ?? "").startsWith("deploy/k8s/") || !renders[s.render]) {
+        fail(`${aid}: source path ${s.path} is not a kustomization under deploy/k8s that renders`);
+        continue;
+      }
+      if (!s.targetRevision) fail(`${aid}: source ${s.path} has no targetRevision`);
+      if (project && !(project.spec?.sourceRepos ?? []).some((r) => glob_match(r, s.repoURL))) fail(`${aid}: repoURL ${s.repoURL} is not among project ${project.metadata.name}'s sourceRepos`);
+      for (const o of renders[s.render]) {
+        const ons = o.metadata?.namespace ?? dest_ns;
+        namespaces.add(ons);
+        const key = `${o.kind}/${ons}/${o.metadata?.name}`;
+        if (seen.has(key)) fail(`${aid}: ${key} comes from both ${seen.get(key)} and ${s.path}`);
+        seen.set(key, s.path);
+        if (o.kind === "Rollout") rollouts.push(o);
+      }
+      // The overlay's own namespace is the one Argo CD creates and defaults to.
+      const workload = renders[s.render].find((o) => ["Rollout", "Deployment"].includes(o.kind));
+      if (workload && (workload.metadata?.namespace ?? dest_ns) !== dest_ns) {
+        fail(`${aid}: destination namespace ${dest_ns} is not ${s.path}'s namespace ${workload.metadata.namespace}`);
+      }
+    }
+    if (project) {
+      for (const n of namespaces) {
+        if (!(project.spec?.destinations ?? []).some((pd) => glob_match(pd.namespace ?? "*", n) && (!pd.server || !dest.server || glob_match(pd.server, dest.server)))) {
+          fail(`${aid}: project ${project.metadata.name} does not allow namespace ${n} on ${dest.server ?? dest.name}`);
+        }
+      }
+    }
+    // Argo Rollouts writes the weights and the subsets' hash labels during a canary: the
+    // Application must neither report nor undo that.
+    if (rollouts.some((r) => r.spec?.strategy?.canary?.trafficRouting?.istio)) {
+      const ig = app.spec?.ignoreDifferences ?? [];
+      const covers = (kind, re) => ig.some((x) => x.group === "networking.istio.io" && x.kind === kind &&
+        [...(x.jqPathExpressions ?? []), ...(x.jsonPointers ?? [])].some((p) => re.test(p)));
+      if (!covers("VirtualService", /weight|^\/spec\/http/)) fail(`${aid}: ignoreDifferences does not cover the VirtualService route weights Argo Rollouts sets`);
+      if (!covers("DestinationRule", new RegExp(`${kHashLabel}|labels|^/spec/subsets`))) fail(`${aid}: ignoreDifferences does not cover the DestinationRule subset labels Argo Rollouts sets`);
+      if (!(app.spec?.syncPolicy?.syncOptions ?? []).includes("RespectIgnoreDifferences=true")) {
+        fail(`${aid}: syncOptions needs RespectIgnoreDifferences=true, or a sync resets the canary's weights`);
+      }
+    }
+  }
+  const staging = deploying("overlays-staging");
+  const production = deploying("overlays-production");
+  if (staging.length !== 1) fail(`argocd: want one Application deploying deploy/k8s/overlays/staging, found ${staging.length}`);
+  if (production.length !== 1) fail(`argocd: want one Application deploying deploy/k8s/overlays/production, found ${production.length}`);
+  for (const app of staging) {
+    const a = app.spec?.syncPolicy?.automated;
+    if (!a || a.enabled === false || a.prune !== true || a.selfHeal !== true) {
+      fail(`${id_of({ render: "argocd", obj: app })}: staging syncs automatically: syncPolicy.automated with prune: true and selfHeal: true`);
+    }
+  }
+  for (const app of production) {
+    const a = app.spec?.syncPolicy?.automated;
+    if (a && a.enabled !== false) fail(`${id_of({ render: "argocd", obj: app })}: production is synced by a person: no syncPolicy.automated`);
+  }
+}
+
 await check("policy", async (fail) => {
   // Whole deployments only: the base's pieces (base-workload, ...) are building blocks.
   const render_names = Object.keys(renders).filter((r) => !r.startsWith("file:") && !r.startsWith("base-"));
-  const must_render = ["base", "overlays-dev", "overlays-production", "overlays-keda", "istio", "gateway", "monitoring"];
+  const must_render = ["base", "base-model-sync", "base-rollout", "overlays-dev", "overlays-production",
+    "overlays-staging", "overlays-gpu", "overlays-keda", "istio", "gateway", "monitoring", "argocd"];
   for (const r of must_render) if (!renders[r]) fail(`kustomization ${r.replace("-", "/")} was not rendered`);
+  check_applications(fail);
 
   const recorded = new Set(prometheus_rules(all_objects).filter((r) => r.record).map((r) => r.record));
   const adapter_names = new Map(); // exposed name -> recorded series
@@ -693,32 +1094,64 @@ await check("policy", async (fail) => {
         if (!tol) fail(`${id}: GPU pods need a toleration for nvidia.com/gpu:NoSchedule`);
         if (!pod.nodeSelector || Object.keys(pod.nodeSelector).length === 0) fail(`${id}: GPU pods need a nodeSelector`);
       }
-      if (render === "overlays-production" && gpu_lim === undefined) fail(`${id}: production must request nvidia.com/gpu`);
-      if (render === "overlays-dev" && gpu_lim !== undefined) fail(`${id}: dev must not request a GPU`);
-      // The model: MODEL_NAME under a read-only mount backed by a read-only PVC, or the model
-      // baked into the image.
-      const model = env.MODEL_NAME ?? "";
-      if (!model) fail(`${id}: MODEL_NAME is not set`);
-      if (!env.MODEL_VERSION) fail(`${id}: MODEL_VERSION is not set`);
-      const mount = (c.volumeMounts ?? []).find((m) => model.startsWith(`${m.mountPath.replace(/\/$/, "")}/`));
-      if (mount) {
-        if (mount.readOnly !== true) fail(`${id}: model mount ${mount.mountPath} must be readOnly`);
-        const vol = (pod.volumes ?? []).find((v) => v.name === mount.name);
-        if (!vol?.persistentVolumeClaim) fail(`${id}: model volume ${mount.name} must come from a PVC`);
+      // tideserve computes on CPUs: a GPU is requested by overlays/gpu only (for a GPU backend).
+      const gpu_placement = Object.keys(pod.nodeSelector ?? {}).some((k) => k.startsWith("nvidia.com/")) ||
+        (pod.tolerations ?? []).some((t) => String(t.key ?? "").startsWith("nvidia.com/"));
+      if (render === "overlays-gpu" && gpu_lim === undefined) fail(`${id}: the gpu overlay must request nvidia.com/gpu`);
+      if (render !== "overlays-gpu" && (gpu_lim !== undefined || gpu_req !== undefined)) {
+        fail(`${id}: requests nvidia.com/gpu, but tideserve computes only on CPUs (a GPU belongs in overlays/gpu alone)`);
+      }
+      if (render !== "overlays-gpu" && gpu_placement) fail(`${id}: nodeSelector or tolerations for nvidia.com GPU nodes outside overlays/gpu`);
+      // The model: the repository (MODEL_REPOSITORY) on a read-only mount of a read-only PVC,
+      // polled for new versions; or, in dev, one model directory (MODEL_NAME) baked into the image.
+      const raw_env = c.env ?? [];
+      if (env.MODEL_REPOSITORY !== undefined && env.MODEL_NAME !== undefined) fail(`${id}: MODEL_REPOSITORY and MODEL_NAME are both set (one or the other)`);
+      if (env.MODEL_REPOSITORY !== undefined) {
+        const repo_path = String(env.MODEL_REPOSITORY).replace(/\/$/, "");
+        const mount = (c.volumeMounts ?? []).find((m) => m.mountPath.replace(/\/$/, "") === repo_path);
+        if (!mount) fail(`${id}: MODEL_REPOSITORY ${env.MODEL_REPOSITORY} is not a mounted volume`);
         else {
-          if (vol.persistentVolumeClaim.readOnly !== true) fail(`${id}: model PVC must be mounted readOnly`);
-          const claim = vol.persistentVolumeClaim.claimName;
-          if (!objs.some((o) => o.kind === "PersistentVolumeClaim" && o.metadata?.name === claim)) {
-            fail(`${id}: PVC ${claim} is not part of this kustomization`);
+          if (mount.readOnly !== true) fail(`${id}: model mount ${mount.mountPath} must be readOnly (the model-sync Job is the only writer)`);
+          const vol = (pod.volumes ?? []).find((v) => v.name === mount.name);
+          if (!vol?.persistentVolumeClaim) fail(`${id}: model volume ${mount.name} must come from a PVC`);
+          else {
+            if (vol.persistentVolumeClaim.readOnly !== true) fail(`${id}: model PVC must be mounted readOnly`);
+            const claim = vol.persistentVolumeClaim.claimName;
+            if (!objs.some((o) => o.kind === "PersistentVolumeClaim" && o.metadata?.name === claim)) {
+              fail(`${id}: PVC ${claim} is not part of this kustomization`);
+            }
           }
         }
-      } else if (!model.startsWith("/opt/tideserve/models/")) {
-        fail(`${id}: MODEL_NAME ${model} is neither on a mounted volume nor the model baked into the image`);
+        if (env.MODEL_CONTROL !== "poll") fail(`${id}: MODEL_CONTROL ${env.MODEL_CONTROL ?? "(unset)"}, want poll: replicas pick new versions up from the volume`);
+        const poll = env.REPOSITORY_POLL_SECONDS;
+        if (poll !== undefined && !(/^\d+$/.test(String(poll)) && Number(poll) >= 1 && Number(poll) <= 300)) {
+          fail(`${id}: REPOSITORY_POLL_SECONDS ${poll} must be a whole number of seconds in 1..300`);
+        }
+      } else if (render !== "overlays-dev") {
+        fail(`${id}: MODEL_REPOSITORY is not set: outside dev the replicas serve the model repository on the volume`);
+      } else {
+        const model = env.MODEL_NAME ?? "";
+        if (!model) fail(`${id}: MODEL_NAME is not set`);
+        else if (!model.startsWith("/opt/tideserve/models/")) fail(`${id}: dev's MODEL_NAME ${model} is not the model baked into the image`);
+        if (!env.MODEL_VERSION) fail(`${id}: MODEL_VERSION is not set`);
       }
-      if (!env.MODEL_VERSION) fail(`${id}: MODEL_VERSION missing`);
-      if (render !== "overlays-dev" && (d.spec?.replicas ?? 1) < 2) fail(`${id}: at least 2 replicas outside dev`);
-      if (render === "overlays-dev" && d.spec?.replicas !== 1) fail(`${id}: dev runs 1 replica`);
-      if (render === "base" && d.spec?.replicas !== 3) fail(`${id}: base runs 3 replicas`);
+      // The admin API's key: a Secret of its own, never the API key's.
+      const admin = raw_env.find((e) => e.name === "ADMIN_KEY");
+      if (admin) {
+        const ref = admin.valueFrom?.secretKeyRef;
+        if (admin.value !== undefined || !ref) fail(`${id}: ADMIN_KEY must come from a Secret (valueFrom.secretKeyRef), not a literal`);
+        const api = raw_env.find((e) => e.name === "API_KEY")?.valueFrom?.secretKeyRef;
+        if (ref && api && ref.name === api.name && ref.key === api.key) fail(`${id}: ADMIN_KEY and API_KEY come from the same Secret key`);
+      }
+      // Under an Argo Rollout (workloadRef) the Deployment is only the pod template.
+      const rollout = rollout_of(objs, d);
+      if (rollout) {
+        if (d.spec?.replicas !== 0) fail(`${id}: Rollout ${rollout.metadata?.name} runs its pods: the Deployment must have replicas: 0 (has ${d.spec?.replicas ?? "the default 1"})`);
+      } else {
+        if (render !== "overlays-dev" && (d.spec?.replicas ?? 1) < 2) fail(`${id}: at least 2 replicas outside dev`);
+        if (render === "overlays-dev" && d.spec?.replicas !== 1) fail(`${id}: dev runs 1 replica`);
+        if (render === "base" && d.spec?.replicas !== 3) fail(`${id}: base runs 3 replicas`);
+      }
       const ann = d.spec?.template?.metadata?.annotations ?? {};
       if (ann["prometheus.io/scrape"] !== "true" || Number(ann["prometheus.io/port"]) !== port || ann["prometheus.io/path"] !== "/metrics") {
         fail(`${id}: prometheus.io annotations must say scrape "true", port ${port}, path /metrics`);
@@ -751,10 +1184,14 @@ await check("policy", async (fail) => {
       const scaled = objs.filter((o) => o.kind === "ScaledObject");
       if (hpas.length + scaled.length !== 1) fail(`${render}: want exactly one autoscaler (HPA or ScaledObject), found ${hpas.length + scaled.length}`);
       if (render === "overlays-keda" && scaled.length !== 1) fail(`${render}: keda must use a ScaledObject`);
-      const target_ok = (ref) => ref?.kind === "Deployment" && ref?.name === d.metadata?.name;
+      // The HPA scales what runs the pods: the Rollout where one takes over the Deployment.
+      const target_ok = rollout
+        ? (ref) => ref?.kind === "Rollout" && ref?.apiVersion === "argoproj.io/v1alpha1" && ref?.name === rollout.metadata?.name
+        : (ref) => ref?.kind === "Deployment" && ref?.name === d.metadata?.name;
+      const target_name = rollout ? `Rollout ${rollout.metadata?.name}` : `Deployment ${d.metadata?.name}`;
       for (const h of hpas) {
         const hid = id_of(item(h));
-        if (!target_ok(h.spec?.scaleTargetRef)) fail(`${hid}: scaleTargetRef does not name Deployment ${d.metadata?.name}`);
+        if (!target_ok(h.spec?.scaleTargetRef)) fail(`${hid}: scaleTargetRef does not name ${target_name}`);
         if (render !== "overlays-dev" && (h.spec?.minReplicas !== 2 || h.spec?.maxReplicas !== 10)) fail(`${hid}: want minReplicas 2, maxReplicas 10`);
         const metrics = h.spec?.metrics ?? [];
         const res = (name) => metrics.find((m) => m.type === "Resource" && m.resource?.name === name)?.resource?.target?.averageUtilization;
@@ -773,7 +1210,7 @@ await check("policy", async (fail) => {
       }
       for (const so of scaled) {
         const sid = id_of(item(so));
-        if (!target_ok(so.spec?.scaleTargetRef)) fail(`${sid}: scaleTargetRef does not name Deployment ${d.metadata?.name}`);
+        if (!target_ok(so.spec?.scaleTargetRef)) fail(`${sid}: scaleTargetRef does not name ${target_name}`);
         const types = (so.spec?.triggers ?? []).map((t) => t.type);
         for (const t of ["cpu", "memory", "prometheus", "cron"]) if (!types.includes(t)) fail(`${sid}: no ${t} trigger`);
         for (const t of (so.spec?.triggers ?? []).filter((t) => t.type === "prometheus")) {
@@ -844,6 +1281,11 @@ await check("policy", async (fail) => {
 
     // The gateway: authentication, authorization, mTLS, rate limit.
     check_gateway_security(render, objs, fail, base_pods);
+
+    // Model updates and canaries.
+    check_model_volume(render, objs, fail);
+    for (const ro of objs.filter((o) => o.kind === "Rollout")) check_rollout(render, ro, fail);
+    for (const at of objs.filter((o) => o.kind === "AnalysisTemplate")) check_analysis_template(render, at, fail);
   }
 
   // Rules: every series a rule, alert or query reads is exported by the server or recorded.
@@ -858,7 +1300,8 @@ await check("policy", async (fail) => {
     if (!recorded.has(`tideserve:request_duration_seconds:${want}`)) fail(`no recording rule tideserve:request_duration_seconds:${want}`);
   }
   const alerts = new Set(rules.filter((r) => r.alert).map((r) => r.alert));
-  for (const a of ["TideserveHighP99Latency", "TideserveHighErrorRatio", "TideservePodNotReady", "TideserveRequestsRejected"]) {
+  for (const a of ["TideserveHighP99Latency", "TideserveHighErrorRatio", "TideservePodNotReady", "TideserveRequestsRejected",
+    "TideserveModelVersionNotLoaded"]) {
     if (!alerts.has(a)) fail(`no alert ${a}`);
   }
 
@@ -920,7 +1363,8 @@ await check("dashboard", async (fail) => {
 
 // ---------------------------------------------------------------------------------------------
 // Files for promtool: the rule groups of every PrometheusRule, and every other PromQL query
-// (dashboard, adapter, KEDA) as a recording rule so that `promtool check rules` parses it.
+// (dashboard, adapter, KEDA, Argo Rollouts analysis) as a recording rule so that
+// `promtool check rules` parses it.
 
 fs.mkdirSync(args.out, { recursive: true });
 for (const { obj } of all_objects.filter((o) => o.obj.kind === "PrometheusRule" && o.render === "monitoring")) {
@@ -944,6 +1388,16 @@ for (const { render, obj } of all_objects) {
       exprs.push({ where: `${render} ScaledObject trigger`, expr: t.metadata?.query });
     }
   }
+  // Argo Rollouts analysis queries, with each argument at its default or a sample value.
+  if (obj.kind === "AnalysisTemplate" && !render.startsWith("base-")) {
+    const defaults = new Map((obj.spec?.args ?? []).map((a) => [a.name, a.value ?? "sample"]));
+    for (const m of obj.spec?.metrics ?? []) {
+      const q = m.provider?.prometheus?.query;
+      if (!q) continue;
+      const expr = String(q).replace(/\{\{\s*args\.([A-Za-z0-9_-]+)\s*\}\}/g, (_, n) => defaults.get(n) ?? "sample");
+      exprs.push({ where: `${render} AnalysisTemplate ${obj.metadata?.name} metric ${m.name}`, expr });
+    }
+  }
   if (obj.kind === "ConfigMap" && obj.data?.["config.yaml"]) {
     for (const rule of yaml.load(obj.data["config.yaml"])?.rules ?? []) {
       exprs.push({ where: `adapter seriesQuery ${rule.name?.as}`, expr: rule.seriesQuery });
@@ -964,7 +1418,7 @@ fs.writeFileSync(
   path.join(args.out, "queries.rules.yaml"),
   yaml.dump({
     groups: [{
-      name: "queries-from-dashboard-adapter-keda",
+      name: "queries-from-dashboard-adapter-keda-analysis",
       rules: exprs.map((e, i) => ({ record: `check:query_${i}`, expr: grafana_vars(e.expr), labels: { where: e.where } })),
     }],
   }, { lineWidth: -1 }),
