@@ -1088,12 +1088,6 @@ await check("policy", async (fail) => {
       }
       const gpu_req = c.resources?.requests?.["nvidia.com/gpu"];
       const gpu_lim = c.resources?.limits?.["nvidia.com/gpu"];
-      if (gpu_req !== gpu_lim) fail(`${id}: nvidia.com/gpu requests must equal limits`);
-      if (gpu_lim !== undefined) {
-        const tol = (pod.tolerations ?? []).some((t) => t.key === "nvidia.com/gpu" && t.effect === "NoSchedule");
-        if (!tol) fail(`${id}: GPU pods need a toleration for nvidia.com/gpu:NoSchedule`);
-        if (!pod.nodeSelector || Object.keys(pod.nodeSelector).length === 0) fail(`${id}: GPU pods need a nodeSelector`);
-      }
       // tideserve computes on CPUs: a GPU is requested by overlays/gpu only (for a GPU backend).
       const gpu_placement = Object.keys(pod.nodeSelector ?? {}).some((k) => k.startsWith("nvidia.com/")) ||
         (pod.tolerations ?? []).some((t) => String(t.key ?? "").startsWith("nvidia.com/"));
@@ -1102,6 +1096,12 @@ await check("policy", async (fail) => {
         fail(`${id}: requests nvidia.com/gpu, but tideserve computes only on CPUs (a GPU belongs in overlays/gpu alone)`);
       }
       if (render !== "overlays-gpu" && gpu_placement) fail(`${id}: nodeSelector or tolerations for nvidia.com GPU nodes outside overlays/gpu`);
+      if (gpu_req !== gpu_lim) fail(`${id}: nvidia.com/gpu requests must equal limits`);
+      if (gpu_lim !== undefined) {
+        const tol = (pod.tolerations ?? []).some((t) => t.key === "nvidia.com/gpu" && t.effect === "NoSchedule");
+        if (!tol) fail(`${id}: GPU pods need a toleration for nvidia.com/gpu:NoSchedule`);
+        if (!pod.nodeSelector || Object.keys(pod.nodeSelector).length === 0) fail(`${id}: GPU pods need a nodeSelector`);
+      }
       // The model: the repository (MODEL_REPOSITORY) on a read-only mount of a read-only PVC,
       // polled for new versions; or, in dev, one model directory (MODEL_NAME) baked into the image.
       const raw_env = c.env ?? [];
