@@ -93,6 +93,13 @@ std::optional<int64_t> cgroup_memory_limit() {
   return parse_memory_limit(read_file("/sys/fs/cgroup/memory/memory.limit_in_bytes"));
 }
 
+int64_t resident_bytes() {
+  std::ifstream in("/proc/self/statm");
+  long long size = 0, resident = 0;
+  if (!(in >> size >> resident)) return 0;
+  return static_cast<int64_t>(resident) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
 int usable_cpus() {
   int cpus = 0;
   cpu_set_t set;

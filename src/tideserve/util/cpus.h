@@ -26,4 +26,7 @@ std::optional<int64_t> cgroup_memory_limit();
 // "536870912" -> 512 MiB; "max", empty, malformed, or v1's "no limit" (>= 2^60) -> nullopt.
 std::optional<int64_t> parse_memory_limit(std::string_view content);
 
+// The process's resident memory now (/proc/self/statm), in bytes; 0 when unreadable.
+int64_t resident_bytes();
+
 }  // namespace tideserve
