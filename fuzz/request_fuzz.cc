@@ -61,6 +61,7 @@ struct Fixture {
   std::unique_ptr<server::Metrics> metrics;
   std::unique_ptr<server::Api> api;
   std::unique_ptr<runtime::EmbeddingService> service;
+  std::unique_ptr<runtime::ModelRepository> repository;  // serves `service`, not owning it
 };
 
 Fixture& fixture() {
@@ -74,10 +75,12 @@ Fixture& fixture() {
     options.model_version = "1";
     options.max_client_batch_size = 8;
     options.max_tokenize_tokens = 4096;
+    options.admin_key = "admin";
     f->metrics = std::make_unique<server::Metrics>("fuzz");
     f->api = std::make_unique<server::Api>(options, *f->metrics);
     runtime::ModelInfo info;
     info.name = "tiny";
+    info.version = "1";
     info.vocab_size = static_cast<int64_t>(f->tokenizer->vocab_size());
     info.max_input_length = 64;
     info.prompts = {{"query", "query: "}};
@@ -87,7 +90,10 @@ Fixture& fixture() {
     f->service =
         std::make_unique<runtime::EmbeddingService>(f->runner, *f->tokenizer, info, service);
     f->service->start();
-    f->api->set_service(f->service.get());
+    f->repository = std::make_unique<runtime::ModelRepository>(runtime::RepositoryOptions{});
+    f->repository->adopt(std::shared_ptr<runtime::EmbeddingService>(
+        f->service.get(), [](runtime::EmbeddingService*) {}));
+    f->api->set_repository(f->repository.get());
     f->api->set_ready(true, "");
     return f;
   }();
@@ -111,6 +117,8 @@ constexpr Target kTargets[] = {
     {http::verb::get, "/info"},
     {http::verb::get, "/v2/models/tiny"},
     {http::verb::get, "/health"},
+    {http::verb::post, "/v2/repository/index"},
+    {http::verb::post, "/v2/repository/models/tiny/load"},
 };
 
 }  // namespace
@@ -121,6 +129,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const Target& target = kTargets[data[0] % std::size(kTargets)];
   server::Request request{target.method, target.path, 11};
   request.set(http::field::content_type, "application/json");
+  if (std::string_view(target.path).rfind("/v2/repository", 0) == 0) {
+    request.set(http::field::authorization, "Bearer admin");
+  }
   request.body().assign(reinterpret_cast<const char*>(data + 1), size - 1);
   request.prepare_payload();
   auto waiter = std::make_shared<Waiter>();

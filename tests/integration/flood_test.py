@@ -28,21 +28,6 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
-def status_kb(pid, field):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s for %d" % (field, pid))
-
-
-def sanitized(pid):
-    """An ASan/TSan build: its RSS holds shadow memory and a quarantine of freed blocks, so RSS
-    bounds are only checked on the release build."""
-    with open("/proc/%d/maps" % pid) as f:
-        return any("libasan" in line or "libtsan" in line for line in f)
-
-
 def timed(server, method, path, body=None):
     t0 = time.monotonic()
     status, _, data = server.request(method, path, body)
@@ -60,7 +45,7 @@ class SlowClientsTest(th.ServerCase, unittest.TestCase):
     def test_others_are_answered_while_slow_and_idle_clients_hold_connections(self):
         pid = self.server.proc.pid
         fds_before = fd_count(pid)
-        rss_before = status_kb(pid, "VmRSS")
+        rss_before = th.status_kb(pid, "VmRSS")
         idle, slow_headers, slow_bodies = [], [], []
         stop = threading.Event()
         try:
@@ -132,9 +117,9 @@ class SlowClientsTest(th.ServerCase, unittest.TestCase):
             time.sleep(0.05)
         self.assertLessEqual(fd_count(pid), fds_before, os.listdir("/proc/%d/fd" % pid))
         # And the memory the connections took (their buffers: ~64 kB each at most).
-        rss_growth_mb = (status_kb(pid, "VmRSS") - rss_before) / 1024
+        rss_growth_mb = (th.status_kb(pid, "VmRSS") - rss_before) / 1024
         print("  RSS %+.1f MB after the flood" % rss_growth_mb, file=sys.stderr)
-        if not sanitized(pid):
+        if not th.sanitized(pid):
             self.assertLess(rss_growth_mb, 16)
 
 
@@ -149,7 +134,7 @@ class InflightBytesTest(th.ServerCase, unittest.TestCase):
         body = json.dumps({"inputs": ["今天天气很好，" * 2300] * 32, "truncate": True},
                           ensure_ascii=False).encode()
         self.assertGreater(len(body), 1_400_000)
-        rss_before = status_kb(pid, "VmRSS")
+        rss_before = th.status_kb(pid, "VmRSS")
         statuses, lock = [], threading.Lock()
 
         def client():
@@ -171,7 +156,7 @@ class InflightBytesTest(th.ServerCase, unittest.TestCase):
         self.assertEqual(set(statuses) - {200, 429}, set(), statuses)
         self.assertIn(429, statuses)
         self.assertIn(200, statuses)
-        peak_growth_mb = (status_kb(pid, "VmHWM") - rss_before) / 1024
+        peak_growth_mb = (th.status_kb(pid, "VmHWM") - rss_before) / 1024
         print("\n  60 requests of %.1f MB from 10 clients, bound %d MiB: %d answered, %d x 429; "
               "peak RSS %.0f MB above the start" % (len(body) / 1e6, self.LIMIT >> 20,
                                                      statuses.count(200), statuses.count(429),
@@ -181,7 +166,7 @@ class InflightBytesTest(th.ServerCase, unittest.TestCase):
         # admitted requests' tokens, vectors and answers. (Without the bound, 1 GiB instead of
         # 4 MiB, the same run grew 45 MB on this project's 2-core machine; with it, 29 MB.)
         bound_mb = (self.LIMIT + 10 * len(body)) / 2**20 + 32
-        if not sanitized(pid):
+        if not th.sanitized(pid):
             self.assertLess(peak_growth_mb, bound_mb)
         # Every body is given back once its call ends: the answer is sent just before the call's
         # last reference (on a pool thread) goes, so poll for it.

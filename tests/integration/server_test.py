@@ -401,10 +401,14 @@ class ContractTest(ServerCase):
 
     def test_openai_embeddings_float_and_base64(self):
         texts = ["hello world", "你好，世界"]
-        status, hdrs, fl = self.post("/v1/embeddings", {"input": texts, "model": "anything"})
+        status, _, err = self.post("/v1/embeddings", {"input": texts, "model": "anything"})
+        self.assertEqual(status, 404, err)
+        self.assertIn("unknown model 'anything'", err["error"]["message"])
+        self.assertIn(th.MODEL_ID, err["error"]["message"])
+        status, hdrs, fl = self.post("/v1/embeddings", {"input": texts, "model": th.MODEL_ID})
         self.assertEqual(status, 200, fl)
         self.assertEqual(fl["object"], "list")
-        self.assertEqual(fl["model"], "anything")
+        self.assertEqual(fl["model"], th.MODEL_ID)
         self.assertEqual([d["index"] for d in fl["data"]], [0, 1])
         self.assertEqual([d["object"] for d in fl["data"]], ["embedding", "embedding"])
         ntok = sum(len(self.token_ids(t)) for t in texts)
@@ -987,7 +991,7 @@ class LifecycleTest(unittest.TestCase):
             status, _, body = server.get_json("/v2/health/ready")
             loaded = server.event("model_loaded") is not None
             if status == 503:
-                self.assertEqual(body, {"ready": False, "reason": "loading model"})
+                self.assertEqual(body, {"ready": False, "reason": "loading models"})
             else:
                 self.assertEqual((status, body), (200, {"ready": True}))
                 self.assertTrue(loaded, "ready before the model_loaded line")

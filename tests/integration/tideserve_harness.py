@@ -1,7 +1,7 @@
 """Shared harness for the integration tests that drive a real `tideserve serve` process.
 
 Hermetic: every server binds 127.0.0.1 port 0 and we read the bound port from its "listening"
-log line; readiness is the "model_loaded" line, never a sleep. Standard library only.
+log line; readiness is the "serving" line (after every model's "model_loaded"), never a sleep. Standard library only.
 """
 import base64
 import http.client
@@ -27,7 +27,8 @@ _SERVE_ENV = (
     "MAX_BATCH_REQUESTS BATCH_WAIT_US API_KEY PAYLOAD_LIMIT HEADER_TIMEOUT IDLE_TIMEOUT "
     "MAX_REQUESTS_PER_CONNECTION DRAIN_DELAY SHUTDOWN_TIMEOUT LOG_LEVEL HEALTHCHECK_URL "
     "TOKENIZATION_WORKERS MAX_TOKENIZE_TOKENS DTYPE MAX_CHUNKS_PER_DOCUMENT MAX_DOCUMENT_BYTES "
-    "MAX_CONNECTIONS MAX_INFLIGHT_BYTES"
+    "MAX_CONNECTIONS MAX_INFLIGHT_BYTES MODEL_REPOSITORY MODEL_CONTROL REPOSITORY_POLL_SECONDS "
+    "DEFAULT_MODEL MEMORY_LIMIT ADMIN_KEY"
 ).split()
 
 # Startup and shutdown bounds, generous for the ASan build on two busy cores.
@@ -149,7 +150,7 @@ class Server:
     def wait_ready(self):
         if self.port is None:
             self.wait_listening()
-        self.wait_event("model_loaded")
+        self.wait_event("serving")
         return self
 
     def start(self):
@@ -302,6 +303,22 @@ def decode_base64_f32(s):
     raw = base64.b64decode(s, validate=True)
     assert len(raw) % 4 == 0, len(raw)
     return list(struct.unpack("<%df" % (len(raw) // 4), raw))
+
+
+def status_kb(pid, field):
+    """A /proc/PID/status field in kB (VmRSS, VmHWM)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+def sanitized(pid):
+    """An ASan/TSan build: its RSS holds shadow memory and a quarantine of freed blocks, so RSS
+    bounds are only checked on the release build."""
+    with open("/proc/%d/maps" % pid) as f:
+        return any("libasan" in line or "libtsan" in line for line in f)
 
 
 def free_port():

@@ -618,7 +618,8 @@ TEST(SchedulerTest, BatchObserverSeesEveryBatch) {
 // Counts the batches computing at once across every runner that shares `running`.
 class OverlapRunner : public BatchRunner {
  public:
-  OverlapRunner(std::atomic<int>& running, std::atomic<int>& most) : running_(running), most_(most) {}
+  OverlapRunner(std::atomic<int>& running, std::atomic<int>& most)
+      : running_(running), most_(most) {}
   Status run(const BatchInput& batch, BatchOutput& output) override {
     const int now = ++running_;
     int seen = most_.load();

@@ -85,6 +85,7 @@ class ApiTest : public ::testing::Test {
   void SetUp() override { make_api({}); }
 
   void make_api(ApiOptions options) {
+    repository_.reset();
     service_.reset();
     options.model_id = "tiny";
     options.model_version = "7";
@@ -103,6 +104,7 @@ class ApiTest : public ::testing::Test {
     so.scheduler.max_concurrent_requests = 3;
     so.task_threads = 1;
     service_ = std::make_unique<runtime::EmbeddingService>(runner_, *tokenizer_, info, so);
+    repository_ = std::make_unique<runtime::ModelRepository>(runtime::RepositoryOptions{});
   }
 
   void TearDown() override {
@@ -113,7 +115,10 @@ class ApiTest : public ::testing::Test {
   // The model is loaded: the service starts and the API serves it.
   void load() {
     service_->start();
-    api_->set_service(service_.get());
+    // The test owns the service; the repository serves it without owning it.
+    repository_->adopt(std::shared_ptr<runtime::EmbeddingService>(
+        service_.get(), [](runtime::EmbeddingService*) {}));
+    api_->set_repository(repository_.get());
     api_->set_ready(true, "");
   }
 
@@ -162,6 +167,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<Api> api_;
   std::unique_ptr<text::Tokenizer> tokenizer_;
   std::unique_ptr<runtime::EmbeddingService> service_;
+  std::unique_ptr<runtime::ModelRepository> repository_;  // destroyed before service_
   simdjson::dom::parser parser_;
 };
 
@@ -295,10 +301,14 @@ TEST_F(ApiTest, OpenAiEmbeddings) {
   load();
   Response r = call(http::verb::post, "/v1/embeddings",
                     R"({"input":["a",[5,6,7]],"model":"whatever","encoding_format":"float"})");
+  ASSERT_EQ(r.result_int(), 404) << r.body();
+  EXPECT_EQ(std::string_view(json(r)["error"]["type"]), "not_found_error");
+  r = call(http::verb::post, "/v1/embeddings",
+           R"({"input":["a",[5,6,7]],"model":"tiny","encoding_format":"float"})");
   ASSERT_EQ(r.result_int(), 200) << r.body();
   auto doc = json(r);
   EXPECT_EQ(std::string_view(doc["object"]), "list");
-  EXPECT_EQ(std::string_view(doc["model"]), "whatever");
+  EXPECT_EQ(std::string_view(doc["model"]), "tiny");
   EXPECT_EQ(int64_t(doc["usage"]["prompt_tokens"]), 3 + 3);
   EXPECT_EQ(int64_t(doc["data"].at(1)["index"]), 1);
   r = call(http::verb::post, "/v1/embeddings", R"({"input":[1,2],"encoding_format":"base64"})");
@@ -308,7 +318,7 @@ TEST_F(ApiTest, OpenAiEmbeddings) {
     std::string body;
     std::string needle;
   } cases[] = {
-      {R"({"model":"m"})", "missing field 'input'"},
+      {R"({"model":"tiny"})", "missing field 'input'"},
       {R"({"input":[]})", "empty list"},
       {R"({"input":"a","dimensions":5})", "dimensions 5 is outside [1, 4]"},
       {R"({"input":"a","dimensions":0})", "'dimensions' must be a positive integer"},

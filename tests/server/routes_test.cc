@@ -25,9 +25,15 @@ TEST(RouteTableTest, MatchesPatternsWithNameAndVersion) {
   m = routes.match(verb::post, "/embed");
   ASSERT_NE(m.route, nullptr);
   EXPECT_EQ(m.route->family, Family::kTei);
-  EXPECT_TRUE(m.route->auth);
+  EXPECT_EQ(m.route->auth, Auth::kApi);
   EXPECT_TRUE(m.route->model);
-  EXPECT_FALSE(routes.match(verb::get, "/health").route->auth);
+  EXPECT_EQ(routes.match(verb::get, "/health").route->auth, Auth::kNone);
+  m = routes.match(verb::post, "/v2/repository/models/tiny/load");
+  ASSERT_NE(m.route, nullptr);
+  EXPECT_EQ(m.route->auth, Auth::kAdmin);
+  EXPECT_EQ(m.route->handler, &repository_load);
+  EXPECT_EQ(m.params.name, "tiny");
+  EXPECT_EQ(routes.match(verb::post, "/v2/repository/index").route->auth, Auth::kAdmin);
 }
 
 TEST(RouteTableTest, HeadIsGetAndWrongMethodsSayWhatIsAllowed) {
@@ -72,7 +78,7 @@ TEST(ErrorTableTest, StatusCodesMapPerFamily) {
     EXPECT_EQ(http_status(StatusCode::kUnavailable, f), 503);
     EXPECT_EQ(http_status(StatusCode::kNotFound, f), 404);
     EXPECT_EQ(http_status(StatusCode::kInternal, f), 500);
-    EXPECT_EQ(http_status(StatusCode::kFailedPrecondition, f), 500);
+    EXPECT_EQ(http_status(StatusCode::kFailedPrecondition, f), 409);
   }
 }
 

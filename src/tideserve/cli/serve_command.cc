@@ -28,13 +28,55 @@ struct ServeArgs {
   std::string pooling;  // empty: the model directory's declaration, else cls
   std::string dtype = "fp32";
   std::string log_level = "info";
+  std::string model_control = "";  // empty: poll with a repository, none with --model
+  std::string memory_limit = "0";
   // Whole seconds on the command line; the HTTP layer's defaults.
   int header_timeout_s = static_cast<int>(server::HttpOptions{}.header_timeout.count());
   int idle_timeout_s = static_cast<int>(server::HttpOptions{}.idle_timeout.count());
 };
 
+// "6Gi", "512Mi", "800M", "2G", "1048576" -> bytes; "0": the default; "none": no limit (-1).
+Result<int64_t> parse_memory_size(const std::string& text) {
+  if (text == "none") return int64_t{-1};
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string unit = text.substr(digits);
+  static const std::pair<const char*, int64_t> kUnits[] = {
+      {"", 1},     {"Ki", 1LL << 10}, {"Mi", 1LL << 20}, {"Gi", 1LL << 30},     {"Ti", 1LL << 40},
+      {"K", 1000}, {"M", 1000000},    {"G", 1000000000}, {"T", 1000000000000LL}};
+  for (const auto& [name, scale] : kUnits) {
+    if (digits == 0 || digits > 15 || unit != name) continue;
+    return static_cast<int64_t>(std::stoll(text.substr(0, digits))) * scale;
+  }
+  return invalid_argument("bad --memory-limit '" + text +
+                          "' (bytes, or with Ki, Mi, Gi, Ti, K, M, G, T; 0: the cgroup limit less "
+                          "a margin; none: no limit)");
+}
+
 int run_serve(ServeArgs& args) {
   server::ServeOptions& o = args.options;
+  runtime::RepositoryOptions& repository = o.repository;
+  if (repository.root.empty() && o.model.model_dir.empty()) {
+    return fail(invalid_argument("serve needs --model DIR or --model-repository DIR"));
+  }
+  const std::string control = !args.model_control.empty() ? args.model_control
+                              : repository.root.empty()   ? "none"
+                                                          : "poll";
+  const auto mode = runtime::parse_model_control(control);
+  if (!mode) {
+    return fail(invalid_argument("bad --model-control '" + control + "' (poll, explicit or none)"));
+  }
+  repository.control = *mode;
+  if (repository.root.empty() && repository.control != runtime::ModelControl::kNone) {
+    return fail(invalid_argument("--model-control " + control +
+                                 " needs --model-repository (--model serves one fixed model)"));
+  }
+  auto memory = parse_memory_size(args.memory_limit);
+  if (!memory.is_ok()) return fail(memory.status());
+  repository.memory_limit = *memory;
+  if (!o.api.admin_key.empty() && o.api.admin_key == o.api.api_key) {
+    return fail(invalid_argument("--admin-key must differ from --api-key"));
+  }
   if (!args.pooling.empty()) {
     auto pooling = runtime::parse_pooling(args.pooling);
     if (!pooling.is_ok()) return fail(pooling.status());
@@ -60,7 +102,35 @@ void add_serve_command(CLI::App& app) {
   runtime::ModelOptions& model = o.model;
   runtime::SchedulerOptions& scheduler = o.model.service.scheduler;
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over HTTP");
-  cmd->add_option("--model", model.model_dir, "Model directory")->envname("MODEL_NAME")->required();
+  cmd->add_option("--model", model.model_dir,
+                  "Model directory: a repository of one model (ignored with --model-repository)")
+      ->envname("MODEL_NAME");
+  cmd->add_option("--model-repository", o.repository.root,
+                  "Repository of models: DIR/<name>/<version>/ (a model directory each), "
+                  "DIR/<name>/tideserve.json optional")
+      ->envname("MODEL_REPOSITORY");
+  cmd->add_option("--model-control", args->model_control,
+                  "poll (default with a repository: new versions load, removed ones unload), "
+                  "explicit (the repository API loads and unloads) or none")
+      ->envname("MODEL_CONTROL")
+      ->check(CLI::IsMember({"poll", "explicit", "none"}));
+  cmd->add_option("--repository-poll-seconds", o.repository.poll_seconds,
+                  "Seconds between reads of the repository (--model-control poll)")
+      ->envname("REPOSITORY_POLL_SECONDS")
+      ->check(CLI::Range(0.05, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--default-model", o.repository.default_model,
+                  "The model of requests that name none (default: the only model)")
+      ->envname("DEFAULT_MODEL");
+  cmd->add_option("--memory-limit", args->memory_limit,
+                  "Refuse a model load that would take resident memory past this (6Gi, 800M; 0: "
+                  "the cgroup limit less a tenth, at most 1 GiB; none: no check)")
+      ->envname("MEMORY_LIMIT")
+      ->capture_default_str();
+  cmd->add_option("--admin-key", o.api.admin_key,
+                  "Bearer key of the repository routes (/v2/repository/...); without it they are "
+                  "off. Must differ from --api-key")
+      ->envname("ADMIN_KEY");
   cmd->add_option("--model-id", model.name, "Model name in APIs (default: directory name)")
       ->envname("MODEL_ID");
   cmd->add_option("--model-version", model.version, "Model version reported by the APIs")

@@ -25,8 +25,8 @@
 #include <vector>
 
 #include "tideserve/engine/flat_batch.h"
-#include "tideserve/runtime/compute_gate.h"
 #include "tideserve/engine/pooling.h"
+#include "tideserve/runtime/compute_gate.h"
 #include "tideserve/util/clock.h"
 #include "tideserve/util/status.h"
 

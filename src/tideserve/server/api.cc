@@ -68,8 +68,8 @@ bool Api::hold_body(const CallPtr& call) {
   return true;
 }
 
-void Api::set_service(runtime::EmbeddingService* service) {
-  service_.store(service);
+void Api::set_repository(runtime::ModelRepository* repository) {
+  repository_.store(repository);
 }
 
 void Api::set_ready(bool ready, const std::string& reason) {
@@ -78,12 +78,50 @@ void Api::set_ready(bool ready, const std::string& reason) {
     not_ready_reason_ = reason;
   }
   ready_.store(ready);
-  metrics_.set_ready(ready);
+}
+
+bool Api::ready() const {
+  const runtime::ModelRepository* repository = repository_.load();
+  return ready_.load() && repository != nullptr && repository->ready();
 }
 
 std::string Api::not_ready_reason() const {
+  if (ready_.load()) {
+    std::string reason = "loading models";
+    if (const runtime::ModelRepository* repository = repository_.load()) {
+      if (repository->ready(&reason)) return "";
+    }
+    return reason;
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   return not_ready_reason_;
+}
+
+std::pair<std::string, std::string> Api::requested_model(const Call& call) {
+  if (call.family == Family::kKServe && !call.params.name.empty()) {
+    return {call.params.name, call.params.version};
+  }
+  std::string named;
+  // The body is parsed only for the routes that run on a model.
+  if (call.route != nullptr && call.route->model && call.body.type() == element_type::OBJECT) {
+    read_string_if_present(call.body, "model", named);
+  }
+  if (named.empty()) {
+    const auto header = call.request["x-model"];
+    named.assign(header.data(), header.size());
+  }
+  std::string version;
+  if (const size_t colon = named.rfind(':');
+      colon != std::string::npos && colon + 1 < named.size()) {
+    const std::string_view tail = std::string_view(named).substr(colon + 1);
+    if (std::all_of(tail.begin(), tail.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      version = std::string(tail);
+      named.resize(colon);
+    }
+  }
+  const auto header = call.request["x-model-version"];
+  if (!header.empty()) version.assign(header.data(), header.size());
+  return {named, version};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -94,7 +132,7 @@ void Api::reply(const CallPtr& call, Response&& response) {
   for (auto& [name, value] : call->headers) response.set(name, value);
   const double total_ms = ms_since(call->start);
   response.set("x-total-time", format_ms(total_ms));
-  metrics_.observe_request(call->label, static_cast<int>(response.result_int()), total_ms / 1000.0);
+  observe(*call, static_cast<int>(response.result_int()), total_ms / 1000.0);
   call->responder->send(std::move(response));
 }
 
@@ -127,13 +165,21 @@ Response Api::transport_error(const TransportError& error, unsigned version) con
 // ---------------------------------------------------------------------------------------------
 // Dispatch
 
-bool Api::check_auth(const CallPtr& call) {
-  if (options_.api_key.empty()) return true;
+void Api::observe(const Call& call, int status, double seconds) {
+  metrics_.observe_request(call.label, status, seconds);
+  if (call.model) {
+    const runtime::ModelInfo& info = call.model->info();
+    metrics_.observe_model_request(info.name, info.version, status, seconds);
+  }
+}
+
+bool Api::check_auth(const CallPtr& call, const std::string& key) {
+  if (key.empty()) return true;
   const auto auth = call->request[http::field::authorization];
   std::string_view header(auth.data(), auth.size());
   constexpr std::string_view kBearer = "Bearer ";
   if (header.size() > kBearer.size() && header.substr(0, kBearer.size()) == kBearer &&
-      same_secret(header.substr(kBearer.size()), options_.api_key)) {
+      same_secret(header.substr(kBearer.size()), key)) {
     return true;
   }
   reply_error(call, 401,
@@ -173,16 +219,31 @@ void Api::handle(Request&& request, std::shared_ptr<Responder> responder) {
           fmt::format("unsupported media type '{}'; send application/json", content_type));
     }
   }
-  if (route.auth && !check_auth(call)) return;
+  if (route.auth == Auth::kAdmin && options_.admin_key.empty()) {
+    return reply_error(call, 404,
+                       fmt::format("no route {} (the repository routes need --admin-key)", path));
+  }
+  if (route.auth != Auth::kNone &&
+      !check_auth(call, route.auth == Auth::kAdmin ? options_.admin_key : options_.api_key)) {
+    return;
+  }
   if (route.model) {
-    if (service() == nullptr) {
-      return reply_error(call, 503, "model not ready: " + not_ready_reason());
-    }
+    runtime::ModelRepository* models = repository();
+    if (models == nullptr) return reply_error(call, 503, "model not ready: " + not_ready_reason());
     if (!hold_body(call)) return;
     bool malformed = false;
     if (Status st = parse_json_object(call->request.body(), call->body, malformed); !st.is_ok()) {
       return malformed ? reply_error(call, 400, st.message()) : reply_status(call, st);
     }
+    const auto [name, version] = requested_model(*call);
+    auto found = models->find(name, version);
+    if (!found.is_ok()) {
+      if (!models->ready() && found.status().code() != StatusCode::kInvalidArgument) {
+        return reply_error(call, 503, "model not ready: " + not_ready_reason());
+      }
+      return reply_status(call, found.status());
+    }
+    call->model = std::move(found).value();
   }
   route.handler(*this, call);
 }
@@ -224,7 +285,7 @@ void Api::embed_stream(const CallPtr& call, runtime::EmbedRequest&& request, Row
     for (auto& [name, value] : call->headers) head.set(name, value);
     call->responder->start_stream(std::move(head));
   };
-  service()->embed_stream(
+  call->service().embed_stream(
       std::move(request), cancel,
       [call, start, row = std::move(row)](runtime::EmbeddingService::Row&& r) {
         start();
@@ -240,7 +301,7 @@ void Api::embed_stream(const CallPtr& call, runtime::EmbedRequest&& request, Row
           call->responder->write_stream(
               sse_event("error", error_body(call->family, status, st.message())));
           call->responder->end_stream();
-          metrics_.observe_request(call->label, status, ms_since(call->start) / 1000.0);
+          observe(*call, status, ms_since(call->start) / 1000.0);
           return;
         }
         const runtime::EmbedResult& r = result.value();
@@ -249,7 +310,7 @@ void Api::embed_stream(const CallPtr& call, runtime::EmbedRequest&& request, Row
         start();
         call->responder->write_stream(finish(r));
         call->responder->end_stream();
-        metrics_.observe_request(call->label, 200, ms_since(call->start) / 1000.0);
+        observe(*call, 200, ms_since(call->start) / 1000.0);
       });
 }
 
@@ -281,24 +342,25 @@ void Api::embed(const CallPtr& call, runtime::EmbedRequest&& request, EmbedFinis
   runtime::CancelToken cancel;
   cancel_on_disconnect(call, cancel);
   const auto n = static_cast<int64_t>(request.inputs.size());
-  service()->embed(std::move(request), cancel,
-                   answer<runtime::EmbedResult>(call, n, std::move(finish), std::move(on_failure)));
+  call->service().embed(
+      std::move(request), cancel,
+      answer<runtime::EmbedResult>(call, n, std::move(finish), std::move(on_failure)));
 }
 
 void Api::classify(const CallPtr& call, runtime::ScoreRequest&& request, ScoreFinish finish) {
   runtime::CancelToken cancel;
   cancel_on_disconnect(call, cancel);
   const auto n = static_cast<int64_t>(request.inputs.size());
-  service()->classify(std::move(request), cancel,
-                      answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
+  call->service().classify(std::move(request), cancel,
+                           answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
 }
 
 void Api::rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFinish finish) {
   runtime::CancelToken cancel;
   cancel_on_disconnect(call, cancel);
   const auto n = static_cast<int64_t>(request.documents.size());
-  service()->rerank(std::move(request), cancel,
-                    answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
+  call->service().rerank(std::move(request), cancel,
+                         answer<runtime::ScoreResult>(call, n, std::move(finish), nullptr));
 }
 
 Status read_truncation(element object, bool truncate_default, runtime::Truncation& truncation) {
@@ -368,11 +430,17 @@ Status read_embed_options(element object, runtime::EmbedRequest& request) {
 // /metrics
 
 void metrics_route(Api& api, const CallPtr& call) {
-  if (const runtime::EmbeddingService* service = api.service()) {
-    api.metrics().set_queue_depth(service->queue_depth());
-    api.metrics().set_inflight(service->inflight_inputs());
-    api.metrics().set_inflight_bytes(api.inflight_bytes());
+  int64_t queued = 0, inflight = 0;
+  if (const runtime::ModelRepository* models = api.repository()) {
+    for (const auto& service : models->services()) {
+      queued += service->queue_depth();
+      inflight += service->inflight_inputs();
+    }
   }
+  api.metrics().set_queue_depth(queued);
+  api.metrics().set_inflight(inflight);
+  api.metrics().set_inflight_bytes(api.inflight_bytes());
+  api.metrics().set_ready(api.ready());
   Response response{http::status::ok, call->request.version()};
   response.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   response.body() = api.metrics().serialize();

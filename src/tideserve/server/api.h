@@ -1,9 +1,10 @@
 // The API front end on one port: the route table (routes.h) dispatches each request, after
 // auth, content type and readiness checks, to its family's handler (seed_api.cc, tei_api.cc,
-// openai_api.cc, kserve_api.cc). Handlers parse into request structs, call the core service
+// openai_api.cc, kserve_api.cc, scoring_api.cc, repository_api.cc). Handlers parse into request
+// structs, call the core service of the model version the call holds
 // (runtime/embedding_service.h) and serialize its result; this class holds what they share:
-// the service, readiness, replies and the error table's use. Nothing here computes, tokenizes or
-// serializes a large answer on an IO thread.
+// the model repository, readiness, replies and the error table's use. Nothing here computes,
+// tokenizes or serializes a large answer on an IO thread.
 #pragma once
 
 #include <utility>  // must precede Asio under C++20 with g++ 12
@@ -18,6 +19,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "tideserve/runtime/embedding_service.h"
+#include "tideserve/runtime/model_repository.h"
 #include "tideserve/server/http_server.h"
 #include "tideserve/server/json_writer.h"
 #include "tideserve/server/metrics.h"
@@ -26,11 +28,12 @@
 namespace tideserve::server {
 
 struct ApiOptions {
-  // The served model's name and version, known before it loads (serve fills them from
-  // runtime::ModelOptions, where their defaults are).
+  // The default model's name and version as known before it loads (serve fills them from
+  // runtime::ModelOptions, where their defaults are), for /health and /info meanwhile.
   std::string model_id;
   std::string model_version;
-  std::string api_key;  // empty: no auth
+  std::string api_key;    // empty: no auth
+  std::string admin_key;  // the repository routes' key; empty: those routes are off (404)
   int64_t max_client_batch_size = 32;
   // Tokens one /tokenize request may answer, all inputs together (413 beyond): its answer is
   // ~50 bytes a token, so the default keeps it within ~1.5x of the default payload limit.
@@ -68,12 +71,15 @@ class Api {
  public:
   Api(const ApiOptions& options, Metrics& metrics);
 
-  // The model is loaded and warm: inference routes start answering. Called once; `service`
-  // must outlive every request.
-  void set_service(runtime::EmbeddingService* service);
-  // Readiness as Kubernetes sees it; `reason` explains a 503.
+  // The models: inference routes answer from the repository's versions from now on (before,
+  // 503). `repository` must outlive every request.
+  void set_repository(runtime::ModelRepository* repository);
+  runtime::ModelRepository* repository() const { return repository_.load(); }
+  // The lifecycle's part of readiness (false while starting and once shutting down); `reason`
+  // explains a 503. ready() is that and the repository's own readiness (its default model, or
+  // any model, serving).
   void set_ready(bool ready, const std::string& reason);
-  bool ready() const { return ready_.load(); }
+  bool ready() const;
   std::string not_ready_reason() const;
 
   void handle(Request&& request, std::shared_ptr<Responder> responder);
@@ -85,8 +91,10 @@ class Api {
   int64_t max_inflight_bytes() const { return max_inflight_bytes_; }
   int64_t inflight_bytes() const { return inflight_bytes_->load(); }
   Metrics& metrics() { return metrics_; }
-  // Null until the model is loaded.
-  runtime::EmbeddingService* service() const { return service_.load(); }
+  // The model a request names (its name, and version or ""): KServe's path, else "model" in the
+  // body, else the x-model header ("name" or "name:version"; x-model-version also sets the
+  // version). Empty name: the default model.
+  static std::pair<std::string, std::string> requested_model(const Call& call);
 
   void reply(const CallPtr& call, Response&& response);
   void reply_json(const CallPtr& call, int status, std::string body);
@@ -118,7 +126,9 @@ class Api {
   void cancel_on_disconnect(const CallPtr& call, const runtime::CancelToken& token);
 
  private:
-  bool check_auth(const CallPtr& call);
+  bool check_auth(const CallPtr& call, const std::string& key);
+  // A finished call in the metrics: by route, and by model version when it ran on one.
+  void observe(const Call& call, int status, double seconds);
   // The service's callback for a call: failures answered and counted, successes' timing headers
   // and metrics set before `finish`.
   // Counts a failed inference request (429s, cancelled inputs).
@@ -135,7 +145,7 @@ class Api {
   Metrics& metrics_;
   int64_t max_inflight_bytes_ = 0;
   std::shared_ptr<std::atomic<int64_t>> inflight_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
-  std::atomic<runtime::EmbeddingService*> service_{nullptr};
+  std::atomic<runtime::ModelRepository*> repository_{nullptr};
   std::atomic<bool> ready_{false};
   mutable std::mutex mutex_;
   std::string not_ready_reason_ = "starting";  // guarded by mutex_

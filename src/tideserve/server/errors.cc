@@ -19,8 +19,9 @@ int http_status(StatusCode code, Family family) {
       return 499;
     case StatusCode::kUnavailable:
       return 503;
+    case StatusCode::kFailedPrecondition:  // the server's state forbids it (a mode, a setting)
+      return 409;
     case StatusCode::kOk:
-    case StatusCode::kFailedPrecondition:
     case StatusCode::kInternal:
       break;
   }

@@ -17,17 +17,12 @@ namespace tideserve::server {
 
 namespace {
 
-// The model and version the path names are the served ones; else the 404 says which exist.
-Status check_model(const Api& api, const RouteParams& params) {
-  const ApiOptions& options = api.options();
-  if (!params.version.empty() && params.version != options.model_version) {
-    return not_found(fmt::format("model '{}' has no version '{}'", params.name, params.version));
-  }
-  if (params.name != options.model_id) {
-    return not_found(
-        fmt::format("unknown model '{}'; this server serves '{}'", params.name, options.model_id));
-  }
-  return Status::ok();
+// The model version the path names, from the repository (404 unknown, 503 not serving yet).
+Result<std::shared_ptr<runtime::EmbeddingService>> find_model(const Api& api,
+                                                              const RouteParams& params) {
+  const runtime::ModelRepository* repository = api.repository();
+  if (repository == nullptr) return unavailable("model not ready: " + api.not_ready_reason());
+  return repository->find(params.name, params.version);
 }
 
 struct InferRequest {
@@ -92,9 +87,9 @@ Status parse_infer(element body, int64_t max_inputs, InferRequest& request) {
 }
 
 // {"model_name", "model_version", "id"?, "outputs": [ -- the caller writes the outputs.
-void begin_infer_answer(JsonWriter& w, const ApiOptions& options, const std::string& id) {
-  w.begin_object().field("model_name", options.model_id);
-  w.field("model_version", options.model_version);
+void begin_infer_answer(JsonWriter& w, const runtime::ModelInfo& info, const std::string& id) {
+  w.begin_object().field("model_name", info.name);
+  w.field("model_version", info.version);
   if (!id.empty()) w.field("id", id);
   w.key("outputs").begin_array();
 }
@@ -120,20 +115,25 @@ void kserve_ready(Api& api, const CallPtr& call) {
 }
 
 void kserve_model_metadata(Api& api, const CallPtr& call) {
-  if (Status st = check_model(api, call->params); !st.is_ok()) return api.reply_status(call, st);
-  const runtime::EmbeddingService* service = api.service();
-  const int64_t width = service != nullptr ? service->info().output_size : 0;
-  const bool embedding =
-      service == nullptr || service->info().kind == runtime::ModelKind::kEmbedding;
+  auto found = find_model(api, call->params);
+  if (!found.is_ok()) return api.reply_status(call, found.status());
+  const runtime::ModelInfo& info = (*found)->info();
+  const bool embedding = info.kind == runtime::ModelKind::kEmbedding;
+  std::vector<std::string> versions;
+  for (const runtime::ServedModel& m : api.repository()->served()) {
+    if (m.name == info.name) versions = m.versions;
+  }
   JsonWriter w;
   w.begin_object().field("name", call->params.name);
-  w.key("versions").begin_array().value(api.options().model_version).end_array();
+  w.key("versions").begin_array();
+  for (const std::string& v : versions) w.value(v);
+  w.end_array();
   w.field("platform", "tideserve_bert");
   w.key("inputs").begin_array().begin_object().field("name", "text").field("datatype", "BYTES");
   w.key("shape").begin_array().value(-1).end_array().end_object().end_array();
   w.key("outputs").begin_array().begin_object().field("name", embedding ? "embedding" : "scores");
-  w.field("datatype", "FP32").key("shape").begin_array().value(-1).value(width).end_array();
-  w.end_object();
+  w.field("datatype", "FP32").key("shape").begin_array().value(-1).value(info.output_size);
+  w.end_array().end_object();
   if (!embedding) {
     w.begin_object().field("name", "label").field("datatype", "BYTES");
     w.key("shape").begin_array().value(-1).end_array().end_object();
@@ -142,28 +142,33 @@ void kserve_model_metadata(Api& api, const CallPtr& call) {
   api.reply_json(call, 200, std::move(w).take());
 }
 
+// 200 when the version (else the model's newest) serves; 503 with the reason while it does not;
+// 404 for a model or version the repository does not have.
 void kserve_model_ready(Api& api, const CallPtr& call) {
-  if (Status st = check_model(api, call->params); !st.is_ok()) return api.reply_status(call, st);
-  const bool ready = api.ready();
+  auto found = find_model(api, call->params);
+  if (!found.is_ok() && found.status().code() != StatusCode::kUnavailable) {
+    return api.reply_status(call, found.status());
+  }
   JsonWriter w;
-  w.begin_object().field("name", call->params.name).field("ready", ready).end_object();
-  api.reply_json(call, ready ? 200 : 503, std::move(w).take());
+  w.begin_object().field("name", call->params.name).field("ready", found.is_ok());
+  if (!found.is_ok()) w.field("reason", found.status().message());
+  w.end_object();
+  api.reply_json(call, found.is_ok() ? 200 : 503, std::move(w).take());
 }
 
 void kserve_infer(Api& api, const CallPtr& call) {
-  if (Status st = check_model(api, call->params); !st.is_ok()) return api.reply_status(call, st);
   InferRequest request;
   if (Status st = parse_infer(call->body, api.options().max_client_batch_size, request);
       !st.is_ok()) {
     return api.reply_status(call, st);
   }
-  if (api.service()->info().kind == runtime::ModelKind::kEmbedding) {
+  if (call->service().info().kind == runtime::ModelKind::kEmbedding) {
     return api.embed(
         call, std::move(request.embed),
         [&api, id = std::move(request.id)](const CallPtr& c, runtime::EmbedResult&& r) {
           JsonWriter w;
           w.reserve(r.embeddings.size() * 12);
-          begin_infer_answer(w, api.options(), id);
+          begin_infer_answer(w, c->service().info(), id);
           w.begin_object().field("name", "embedding");
           w.field("datatype", "FP32").key("shape").begin_array();
           w.value(r.size()).value(r.hidden_size).end_array();
@@ -177,9 +182,9 @@ void kserve_infer(Api& api, const CallPtr& call) {
   scores.raw_scores = request.raw_scores;
   api.classify(call, std::move(scores),
                [&api, id = std::move(request.id)](const CallPtr& c, runtime::ScoreResult&& r) {
-                 const std::vector<std::string>& labels = api.service()->info().labels;
+                 const std::vector<std::string>& labels = c->service().info().labels;
                  JsonWriter w;
-                 begin_infer_answer(w, api.options(), id);
+                 begin_infer_answer(w, c->service().info(), id);
                  w.begin_object().field("name", "scores").field("datatype", "FP32");
                  w.key("shape").begin_array().value(r.size()).value(r.num_labels).end_array();
                  w.key("data").floats(r.scores).end_object();

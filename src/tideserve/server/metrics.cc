@@ -100,8 +100,32 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                               .Add({});
   model_info_ = &BuildGauge()
                      .Name("tideserve_model_info")
-                     .Help("The loaded model; the value is always 1")
+                     .Help("A model version serving; the value is always 1")
                      .Register(*registry_);
+  model_ready_ = &BuildGauge()
+                      .Name("tideserve_model_ready")
+                      .Help("1 while the model version serves, 0 once it left service")
+                      .Register(*registry_);
+  model_memory_ = &BuildGauge()
+                       .Name("tideserve_model_memory_bytes")
+                       .Help("Resident memory the model version's load added (0 once unloaded)")
+                       .Register(*registry_);
+  model_load_failures_ = &BuildCounter()
+                              .Name("tideserve_model_load_failures_total")
+                              .Help(
+                                  "Loads of a model version that failed (files, shapes, "
+                                  "warm-up, memory limit); version empty: its tideserve.json")
+                              .Register(*registry_);
+  model_requests_ = &BuildCounter()
+                         .Name("tideserve_model_requests_total")
+                         .Help("Inference requests answered, by model, version and status code")
+                         .Register(*registry_);
+  model_request_duration_ = &BuildHistogram()
+                                 .Name("tideserve_model_request_duration_seconds")
+                                 .Help(
+                                     "Time from an inference request's arrival to its response, "
+                                     "by model and version")
+                                 .Register(*registry_);
   BuildGauge()
       .Name("tideserve_build_info")
       .Help("Build information; the value is always 1")
@@ -110,14 +134,49 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
       .Set(1.0);
 }
 
-void Metrics::set_model_info(const std::string& model_id, const std::string& model_version,
-                             const std::string& dtype, const std::string& cpu_isa) {
-  model_info_
-      ->Add({{"model_id", model_id},
-             {"model_version", model_version},
-             {"dtype", dtype},
-             {"cpu_isa", cpu_isa}})
-      .Set(1.0);
+void Metrics::model_loaded(const std::string& model, const std::string& version,
+                           const std::string& dtype, const std::string& cpu_isa,
+                           int64_t memory_bytes) {
+  {
+    std::lock_guard<std::mutex> lock(info_mutex_);
+    prometheus::Gauge*& info = info_series_[{model, version}];
+    if (info == nullptr) {
+      info = &model_info_->Add({{"model_id", model},
+                                {"model_version", version},
+                                {"dtype", dtype},
+                                {"cpu_isa", cpu_isa}});
+    }
+    info->Set(1.0);
+  }
+  model_ready_->Add({{"model", model}, {"version", version}}).Set(1.0);
+  model_memory_->Add({{"model", model}, {"version", version}})
+      .Set(static_cast<double>(memory_bytes));
+}
+
+void Metrics::model_unloaded(const std::string& model, const std::string& version) {
+  {
+    std::lock_guard<std::mutex> lock(info_mutex_);
+    auto it = info_series_.find({model, version});
+    if (it != info_series_.end()) {
+      model_info_->Remove(it->second);
+      info_series_.erase(it);
+    }
+  }
+  model_ready_->Add({{"model", model}, {"version", version}}).Set(0.0);
+  model_memory_->Add({{"model", model}, {"version", version}}).Set(0.0);
+}
+
+void Metrics::add_model_load_failure(const std::string& model, const std::string& version) {
+  model_load_failures_->Add({{"model", model}, {"version", version}}).Increment();
+}
+
+void Metrics::observe_model_request(const std::string& model, const std::string& version,
+                                    int status_code, double seconds) {
+  model_requests_
+      ->Add({{"model", model}, {"version", version}, {"code", std::to_string(status_code)}})
+      .Increment();
+  model_request_duration_->Add({{"model", model}, {"version", version}}, latency_buckets())
+      .Observe(seconds);
 }
 
 void Metrics::observe_request(std::string_view route, int status_code, double seconds) {

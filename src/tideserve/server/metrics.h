@@ -2,9 +2,13 @@
 // Names carry the tideserve_ prefix and their unit.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -31,10 +35,17 @@ class Metrics {
   void set_inflight_bytes(int64_t n) { inflight_bytes_->Set(static_cast<double>(n)); }
   void set_ready(bool ready) { ready_->Set(ready ? 1.0 : 0.0); }
   void set_model_load_seconds(double s) { model_load_->Set(s); }
-  // tideserve_model_info{model_id, model_version, dtype, cpu_isa} = 1, once the model is loaded:
-  // lets dashboards and canary comparisons tell replicas that serve in different precisions apart.
-  void set_model_info(const std::string& model_id, const std::string& model_version,
-                      const std::string& dtype, const std::string& cpu_isa);
+  // A model version was published: tideserve_model_info{model_id, model_version, dtype, cpu_isa}
+  // = 1 (lets dashboards and canary comparisons tell replicas that serve in different precisions
+  // apart), tideserve_model_ready{model, version} = 1 and its memory.
+  void model_loaded(const std::string& model, const std::string& version, const std::string& dtype,
+                    const std::string& cpu_isa, int64_t memory_bytes);
+  // It left service: its info series goes, ready and memory drop to 0.
+  void model_unloaded(const std::string& model, const std::string& version);
+  void add_model_load_failure(const std::string& model, const std::string& version);
+  // One answered inference request on a model version (status code and latency).
+  void observe_model_request(const std::string& model, const std::string& version, int status_code,
+                             double seconds);
 
   // The text exposition format (version 0.0.4).
   std::string serialize() const;
@@ -54,9 +65,17 @@ class Metrics {
   prometheus::Gauge* ready_;
   prometheus::Gauge* model_load_;
   prometheus::Family<prometheus::Gauge>* model_info_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* model_ready_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* model_memory_ = nullptr;
+  prometheus::Family<prometheus::Counter>* model_load_failures_ = nullptr;
+  prometheus::Family<prometheus::Counter>* model_requests_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* model_request_duration_ = nullptr;
   prometheus::Counter* rejected_;
   prometheus::Counter* cancelled_;
   prometheus::Counter* refused_connections_;
+  std::mutex info_mutex_;
+  // (model, version) -> its tideserve_model_info series; guarded by info_mutex_
+  std::map<std::pair<std::string, std::string>, prometheus::Gauge*> info_series_;
 };
 
 }  // namespace tideserve::server

@@ -13,7 +13,6 @@ namespace {
 struct EmbeddingsRequest {
   runtime::EmbedRequest embed;
   bool base64 = false;
-  std::string model;
 };
 
 Status read_ids(element list, std::vector<int32_t>& out) {
@@ -73,7 +72,6 @@ Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& req
   request.base64 = format == "base64";
   TS_RETURN_IF_ERROR(read_embed_options(body, request.embed));
   TS_RETURN_IF_ERROR(read_chunking(body, request.embed));
-  read_string_if_present(body, "model", request.model);
   request.embed.normalize = true;  // OpenAI embeddings are unit vectors
   return Status::ok();
 }
@@ -82,14 +80,12 @@ Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& req
 
 void openai_embeddings(Api& api, const CallPtr& call) {
   EmbeddingsRequest request;
-  request.model = api.options().model_id;
   if (Status st = parse_embeddings(call->body, api.options().max_client_batch_size, request);
       !st.is_ok()) {
     return api.reply_status(call, st);
   }
   api.embed(call, std::move(request.embed),
-            [&api, base64 = request.base64, model = std::move(request.model)](
-                const CallPtr& c, runtime::EmbedResult&& r) {
+            [&api, base64 = request.base64](const CallPtr& c, runtime::EmbedResult&& r) {
               JsonWriter w;
               w.reserve(r.embeddings.size() * 12);
               w.begin_object().field("object", "list").key("data").begin_array();
@@ -108,7 +104,7 @@ void openai_embeddings(Api& api, const CallPtr& call) {
                 }
                 w.end_object();
               }
-              w.end_array().field("model", model);
+              w.end_array().field("model", c->service().info().name);
               if (r.num_documents() > 0) {
                 w.key("documents").begin_array();
                 for (size_t d = 0; d < r.num_documents(); ++d) {
@@ -123,11 +119,23 @@ void openai_embeddings(Api& api, const CallPtr& call) {
             });
 }
 
+// Every model with a version serving: "name" (its newest version) and, when it serves several,
+// "name:version" for each.
 void openai_models(Api& api, const CallPtr& call) {
+  std::vector<runtime::ServedModel> models;
+  if (const runtime::ModelRepository* repository = api.repository()) models = repository->served();
   JsonWriter w;
   w.begin_object().field("object", "list").key("data").begin_array();
-  w.begin_object().field("id", api.options().model_id).field("object", "model");
-  w.field("created", 0).field("owned_by", "tideserve").end_object();
+  auto entry = [&w](const std::string& id) {
+    w.begin_object().field("id", id).field("object", "model");
+    w.field("created", 0).field("owned_by", "tideserve").end_object();
+  };
+  for (const runtime::ServedModel& m : models) {
+    entry(m.name);
+    if (m.versions.size() > 1) {
+      for (const std::string& version : m.versions) entry(m.name + ":" + version);
+    }
+  }
   w.end_array().end_object();
   api.reply_json(call, 200, std::move(w).take());
 }

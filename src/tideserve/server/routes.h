@@ -4,8 +4,9 @@
 //
 // Handlers live in one file per API family: seed_api.cc (/health, /predict), tei_api.cc
 // (/embed, /tokenize, /info), openai_api.cc (/v1/embeddings, /v1/models), kserve_api.cc
-// (/v2/...), and one for the scoring jobs of classifier and reranker models, scoring_api.cc
-// (/rerank, /v1/rerank, /classify); /metrics is api.cc's own.
+// (/v2/...), one for the scoring jobs of classifier and reranker models, scoring_api.cc
+// (/rerank, /v1/rerank, /classify), and the repository's admin routes, repository_api.cc
+// (/v2/repository/...); /metrics is api.cc's own.
 #pragma once
 
 #include <utility>  // must precede Asio under C++20 with g++ 12
@@ -19,6 +20,7 @@
 
 #include <boost/beast/http/verb.hpp>
 
+#include "tideserve/runtime/embedding_service.h"
 #include "tideserve/server/errors.h"
 #include "tideserve/server/http_server.h"
 #include "tideserve/server/request_json.h"
@@ -72,16 +74,30 @@ struct Call {
   element body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra response headers
   BytesHeld held;  // its body, against --max-inflight-bytes
+  // The model version a route with `model` set runs on, held until the call ends (so a version
+  // being replaced finishes this call before it is released).
+  std::shared_ptr<runtime::EmbeddingService> model;
+  runtime::EmbeddingService& service() const { return *model; }
 };
 using CallPtr = std::shared_ptr<Call>;
 using RouteHandler = void (*)(Api& api, const CallPtr& call);
+
+// Who may call a route.
+enum class Auth {
+  kNone,   // anyone (probes, metrics, metadata)
+  kApi,    // the API key, when one is set
+  kAdmin,  // the admin key; without one the route does not exist (404)
+};
 
 struct Route {
   boost::beast::http::verb method;
   std::string_view pattern;  // "/v2/models/{name}/versions/{version}/infer"
   Family family;
-  bool auth;   // needs the API key (when one is set)
-  bool model;  // needs the loaded model (503 before) and a JSON object body
+  Auth auth;
+  // Runs on a model version: a JSON object body, the model it names (KServe: the path; else
+  // "model" in the body or the x-model header; else the default model) found and held in
+  // Call::model (404 unknown, 503 before it serves).
+  bool model;
   RouteHandler handler;
 };
 
@@ -129,6 +145,10 @@ void kserve_ready(Api& api, const CallPtr& call);
 void kserve_model_metadata(Api& api, const CallPtr& call);
 void kserve_model_ready(Api& api, const CallPtr& call);
 void kserve_infer(Api& api, const CallPtr& call);
+// repository_api.cc
+void repository_index(Api& api, const CallPtr& call);
+void repository_load(Api& api, const CallPtr& call);
+void repository_unload(Api& api, const CallPtr& call);
 // api.cc
 void metrics_route(Api& api, const CallPtr& call);
 

@@ -64,7 +64,6 @@ Status parse_tei_rerank(element body, int64_t max_inputs, runtime::RerankRequest
 
 struct V1RerankRequest {
   runtime::RerankRequest rerank;
-  std::string model;
   int64_t top_n = 0;  // 0: all
   bool return_documents = false;
 };
@@ -107,13 +106,11 @@ Status parse_v1_rerank(element body, int64_t max_inputs, V1RerankRequest& reques
   }
   TS_RETURN_IF_ERROR(read_bool(body, "return_documents", request.return_documents));
   TS_RETURN_IF_ERROR(read_bool(body, "raw_scores", request.rerank.raw_scores));
-  read_string_if_present(body, "model", request.model);
   return read_truncation(body, true, request.rerank.truncation);
 }
 
 struct ClassifyRequest {
   runtime::ScoreRequest score;
-  std::string model;
   std::vector<size_t> labels;  // the label ids to answer; empty: all
 };
 
@@ -139,7 +136,6 @@ Status parse_classify(element body, int64_t max_inputs, const std::vector<std::s
       request.labels.push_back(static_cast<size_t>(it - labels.begin()));
     }
   }
-  read_string_if_present(body, "model", request.model);
   return read_truncation(body, false, request.score.truncation);
 }
 
@@ -172,7 +168,6 @@ void tei_rerank(Api& api, const CallPtr& call) {
 
 void v1_rerank(Api& api, const CallPtr& call) {
   V1RerankRequest request;
-  request.model = api.options().model_id;
   if (Status st = parse_v1_rerank(call->body, api.options().max_client_batch_size, request);
       !st.is_ok()) {
     return api.reply_status(call, st);
@@ -180,12 +175,13 @@ void v1_rerank(Api& api, const CallPtr& call) {
   std::vector<std::string> documents;
   if (request.return_documents) documents = request.rerank.documents;
   api.rerank(call, std::move(request.rerank),
-             [&api, documents = std::move(documents), model = std::move(request.model),
-              top_n = request.top_n](const CallPtr& c, runtime::ScoreResult&& r) {
+             [&api, documents = std::move(documents), top_n = request.top_n](
+                 const CallPtr& c, runtime::ScoreResult&& r) {
                std::vector<size_t> order = by_score(r.scores);
                if (top_n > 0) order.resize(static_cast<size_t>(top_n));
                JsonWriter w;
-               w.begin_object().field("id", answer_id("rerank")).field("model", model);
+               w.begin_object().field("id", answer_id("rerank"));
+               w.field("model", c->service().info().name);
                w.key("results").begin_array();
                for (size_t i : order) {
                  w.begin_object().field("index", i).field("relevance_score", r.scores[i]);
@@ -205,17 +201,15 @@ void v1_rerank(Api& api, const CallPtr& call) {
 
 void classify(Api& api, const CallPtr& call) {
   ClassifyRequest request;
-  request.model = api.options().model_id;
   if (Status st = parse_classify(call->body, api.options().max_client_batch_size,
-                                 api.service()->info().labels, request);
+                                 call->service().info().labels, request);
       !st.is_ok()) {
     return api.reply_status(call, st);
   }
   api.classify(
       call, std::move(request.score),
-      [&api, model = std::move(request.model), wanted = std::move(request.labels)](
-          const CallPtr& c, runtime::ScoreResult&& r) {
-        const std::vector<std::string>& labels = api.service()->info().labels;
+      [&api, wanted = std::move(request.labels)](const CallPtr& c, runtime::ScoreResult&& r) {
+        const std::vector<std::string>& labels = c->service().info().labels;
         const auto created = std::chrono::duration_cast<std::chrono::seconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count();
@@ -232,7 +226,7 @@ void classify(Api& api, const CallPtr& call) {
           }
           w.end_array();
         }
-        w.end_array().field("model", model);
+        w.end_array().field("model", c->service().info().name);
         write_usage(w, r.prompt_tokens);
         w.field("id", answer_id("classify")).field("created", created).end_object();
         api.reply_json(c, 200, std::move(w).take());

@@ -19,7 +19,11 @@ void seed_health(Api& api, const CallPtr& call) {
   } else {
     w.field("status", "unhealthy").field("reason", api.not_ready_reason());
   }
-  w.field("model_version", api.options().model_version).end_object();
+  std::string version = api.options().model_version;
+  if (const runtime::ModelRepository* repository = api.repository()) {
+    if (auto model = repository->find(""); model.is_ok()) version = (*model)->info().version;
+  }
+  w.field("model_version", version).end_object();
   api.reply_json(call, ready ? 200 : 503, std::move(w).take());
 }
 
@@ -62,12 +66,12 @@ void seed_predict(Api& api, const CallPtr& call) {
   auto log_failure = [](const Status& st) {
     log_event(LogLevel::kWarning, "prediction_failed", {{"error", st.message()}});
   };
-  if (Status st = parse_predict(call->body, api.service()->info().max_input_length, request);
+  if (Status st = parse_predict(call->body, call->service().info().max_input_length, request);
       !st.is_ok()) {
     return api.reply_status(call, st);
   }
   const size_t text_length = request.inputs[0].text.size();
-  const std::string version = api.options().model_version;
+  const std::string version = call->service().info().version;
   api.embed(
       call, std::move(request),
       [&api, version, text_length](const CallPtr& c, runtime::EmbedResult&& r) {

@@ -1,6 +1,7 @@
 #include "tideserve/server/serve.h"
 
 #include <csignal>
+#include <functional>
 #include <future>
 #include <memory>
 #include <thread>
@@ -18,16 +19,39 @@ namespace tideserve::server {
 
 int serve(const ServeOptions& options) {
   const auto process_start = Clock::now();
-  runtime::ModelOptions model_options = options.model;
+  runtime::RepositoryOptions repository_options = options.repository;
+  repository_options.defaults = options.model;
+  runtime::ModelOptions& model_options = repository_options.defaults;
   model_options.name = runtime::model_name(model_options);
   ApiOptions api_options = options.api;
-  api_options.model_id = model_options.name;
-  api_options.model_version = model_options.version;
+  api_options.model_id =
+      repository_options.root.empty() ? model_options.name : repository_options.default_model;
+  api_options.model_version = repository_options.root.empty() ? model_options.version : "";
 
   boost::asio::io_context io(options.io_threads);
   Metrics metrics(kVersion);
   Api api(api_options, metrics);
-  api.set_ready(false, "loading model");
+  api.set_ready(false, "loading models");
+
+  runtime::ModelRepository::Observer observer;
+  observer.loaded = [&metrics](runtime::EmbeddingService& service,
+                               const runtime::LoadReport& report, int64_t memory) {
+    service.set_batch_observer([&metrics](const runtime::BatchStats& stats) {
+      metrics.observe_batch(stats.sequences, stats.tokens);
+    });
+    metrics.set_model_load_seconds(report.load_ms / 1000.0);
+    metrics.model_loaded(service.info().name, service.info().version, service.info().dtype,
+                         runtime::cpu_isa_name(), memory);
+  };
+  observer.load_failed = [&metrics](const std::string& name, const std::string& version,
+                                    const Status&) {
+    metrics.add_model_load_failure(name, version);
+  };
+  observer.unloaded = [&metrics](const std::string& name, const std::string& version) {
+    metrics.model_unloaded(name, version);
+  };
+  runtime::ModelRepository repository(repository_options, std::move(observer));
+  api.set_repository(&repository);
 
   HttpOptions http_options = options.http;
   http_options.on_connection_refused = [&metrics] { metrics.add_refused_connection(); };
@@ -66,46 +90,37 @@ int serve(const ServeOptions& options) {
       shutdown_requested.set_value();
     }
   });
+  // SIGHUP: read the repository again (poll and explicit model control).
+  boost::asio::signal_set hangup(io, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_hangup =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        repository.rescan();
+        hangup.async_wait(on_hangup);
+      };
+  hangup.async_wait(on_hangup);
 
   std::vector<std::thread> io_threads;
   for (int i = 0; i < options.io_threads; ++i) io_threads.emplace_back([&io] { io.run(); });
 
   // Load and warm up off the IO threads: liveness answers meanwhile.
-  log_event(LogLevel::kInfo, "loading_model",
-            {{"model", model_options.model_dir}, {"version", model_options.version}});
-  auto loaded = runtime::ModelInstance::load(model_options);
-  std::unique_ptr<runtime::ModelInstance> instance;
   int exit_code = 0;
-  if (!loaded.is_ok()) {
-    log_event(LogLevel::kError, "model_load_failed", {{"error", loaded.status().message()}});
+  if (Status st = repository.start(); !st.is_ok()) {
+    if (!repository_options.root.empty()) {
+      log_event(LogLevel::kError, "model_load_failed", {{"error", st.message()}});
+    }
     exit_code = 1;
   } else {
-    instance = std::move(loaded).value();
-    const runtime::LoadReport& report = instance->report();
-    instance->service().set_batch_observer([&metrics](const runtime::BatchStats& stats) {
-      metrics.observe_batch(stats.sequences, stats.tokens);
-    });
-    metrics.set_model_load_seconds(report.load_ms / 1000.0);
-    metrics.set_model_info(model_options.name, model_options.version, instance->info().dtype,
-                           runtime::cpu_isa_name());
-    api.set_service(&instance->service());
     if (!shutdown_flag.load()) api.set_ready(true, "");
-    log_event(LogLevel::kInfo, "model_loaded",
-              {{"model", model_options.model_dir},
-               {"model_id", model_options.name},
-               {"version", model_options.version},
-               {"device", "cpu"},
-               {"dtype", instance->info().dtype},
-               {"kind", runtime::model_kind_name(instance->info().kind)},
-               {"pooling", runtime::pooling_name(instance->info().pooling)},
-               {"pooling_source", instance->info().pooling_source},
-               {"output_size", instance->info().output_size},
-               {"cpu_isa", runtime::cpu_isa_name()},
-               {"matmul", report.matmul},
-               {"engine_threads", report.engine_threads},
-               {"tokenization_workers", instance->service().task_threads()},
-               {"duration_ms", report.load_ms},
-               {"warm_up_ms", report.warm_up_ms},
+    std::string reason;
+    const bool ready = repository.ready(&reason);
+    log_event(LogLevel::kInfo, "serving",
+              {{"model_repository", repository_options.root},
+               {"model_control", runtime::model_control_name(repository_options.control)},
+               {"models", static_cast<long long>(repository.served().size())},
+               {"ready", ready},
+               {"reason", reason},
+               {"memory_limit_bytes", static_cast<long long>(repository.memory_limit())},
                {"ready_ms", seconds_since(process_start) * 1000.0}});
     shutdown_requested.get_future().wait();
   }
@@ -127,20 +142,19 @@ int serve(const ServeOptions& options) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   const int64_t unanswered = http.active_requests();
-  bool drained = true;
-  if (instance) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    drained = instance->service().drain(std::max(left, std::chrono::milliseconds(0)));
-  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  const bool drained = repository.drain(std::max(left, std::chrono::milliseconds(0)));
+  int64_t cancelled = 0;
+  for (const auto& service : repository.services()) cancelled += service->cancelled_inputs();
   signals.cancel();
+  hangup.cancel();
   io.stop();
   for (std::thread& t : io_threads) t.join();
   log_event(LogLevel::kInfo, "shutdown_complete",
             {{"drain_ms", seconds_since(drain_start) * 1000.0},
              {"drained", drained && unanswered == 0},
              {"unanswered_requests", static_cast<long long>(unanswered)},
-             {"cancelled_sequences",
-              static_cast<long long>(instance ? instance->service().cancelled_inputs() : 0)},
+             {"cancelled_sequences", static_cast<long long>(cancelled)},
              {"uptime_s", seconds_since(process_start)}});
   if (exit_code == 0 && (!drained || unanswered > 0)) exit_code = 1;
   return exit_code;

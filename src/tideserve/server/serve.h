@@ -1,12 +1,15 @@
 // `tideserve serve`: the lifecycle of the HTTP model service.
 //
-//   bind -> not ready (503 with a reason) -> load the model instance (mapped, warmed up) -> ready
+//   bind -> not ready (503 with a reason) -> load the models (the model repository: mapped,
+//   warmed up) -> ready -> the repository loads, swaps and unloads versions as its model control
+//   says (SIGHUP: rescan)
 //   SIGTERM/SIGINT -> not ready at once -> keep answering for drain_delay (endpoint removal
 //   race) -> close the listener -> finish every admitted request -> exit 0 within
 //   shutdown_timeout.
 #pragma once
 
 #include "tideserve/runtime/model_instance.h"
+#include "tideserve/runtime/model_repository.h"
 #include "tideserve/server/api.h"
 #include "tideserve/server/http_server.h"
 
@@ -19,7 +22,11 @@ struct LifecycleOptions {
 
 // Options nested by layer; each default is defined once, in its layer's struct.
 struct ServeOptions {
-  runtime::ModelOptions model;  // directory, name, version, engine, scheduler, task pool
+  // Every model's options: engine, scheduler, task pool, pooling, limits; with no repository
+  // root also the one model's directory, name and version.
+  runtime::ModelOptions model;
+  // root, model control, poll interval, memory limit, default model (its `defaults` are `model`)
+  runtime::RepositoryOptions repository;
   HttpOptions http;
   ApiOptions api;  // model_id and model_version are filled from `model`
   int io_threads = 1;

@@ -104,7 +104,7 @@ void tei_tokenize(Api& api, const CallPtr& call) {
   runtime::CancelToken cancel;
   api.cancel_on_disconnect(call, cancel);
   // The answer is built on the service's task pool, where the callback runs.
-  api.service()->tokenize(
+  call->service().tokenize(
       std::move(request), cancel, [&api, call](Result<runtime::TokenizeResult> result) {
         if (!result.is_ok()) return api.reply_status(call, result.status());
         call->headers.emplace_back("x-tokenization-time", format_ms(result->tokenize_ms));
@@ -131,14 +131,35 @@ void tei_tokenize(Api& api, const CallPtr& call) {
       });
 }
 
+// One model's info (the one `?model=` or x-model names, else the default model), and "models":
+// every model serving with its versions.
 void tei_info(Api& api, const CallPtr& call) {
-  const runtime::EmbeddingService* service = api.service();
+  const runtime::ModelRepository* repository = api.repository();
+  std::shared_ptr<runtime::EmbeddingService> service;
+  std::vector<runtime::ServedModel> served;
+  if (repository != nullptr) {
+    const auto target = call->request.target();
+    const std::string_view query = std::string_view(target.data(), target.size());
+    auto [name, version] = Api::requested_model(*call);
+    if (const size_t q = query.find("?model="); q != std::string_view::npos) {
+      name = std::string(query.substr(q + 7, query.find('&', q) - q - 7));
+    }
+    auto found = repository->find(name, version);
+    if (!found.is_ok() && !name.empty()) return api.reply_status(call, found.status());
+    if (found.is_ok()) service = std::move(found).value();
+    served = repository->served();
+    if (!service && !served.empty()) {
+      auto first = repository->find(served.front().name);
+      if (first.is_ok()) service = std::move(first).value();
+    }
+  }
   const runtime::ModelInfo info = service != nullptr ? service->info() : runtime::ModelInfo{};
   const runtime::ServiceOptions options =
       service != nullptr ? service->options() : runtime::ServiceOptions{};
   JsonWriter w;
   w.begin_object();
-  w.field("model_id", api.options().model_id).field("model_version", api.options().model_version);
+  w.field("model_id", service != nullptr ? info.name : api.options().model_id);
+  w.field("model_version", service != nullptr ? info.version : api.options().model_version);
   w.field("model_dtype", info.dtype);
   // TEI's model_type: {"embedding": {"pooling"}} or {"classifier"|"reranker": {"id2label",
   // "label2id"}}.
@@ -170,6 +191,13 @@ void tei_info(Api& api, const CallPtr& call) {
   w.field("max_batch_tokens", options.scheduler.max_batch_tokens);
   w.field("max_batch_requests", options.scheduler.max_batch_requests);
   w.field("tokenization_workers", service != nullptr ? service->task_threads() : 0);
+  w.key("models").begin_array();
+  for (const runtime::ServedModel& m : served) {
+    w.begin_object().field("name", m.name).key("versions").begin_array();
+    for (const std::string& v : m.versions) w.value(v);
+    w.end_array().end_object();
+  }
+  w.end_array();
   w.field("ready", api.ready()).field("version", kVersion).end_object();
   api.reply_json(call, 200, std::move(w).take());
 }
