@@ -42,9 +42,7 @@ class ModelRepositoryTest : public ::testing::Test {
     fs::copy(fixture(), tmp, fs::copy_options::recursive);
     fs::rename(tmp, root_ / name / version);
   }
-  void write(const fs::path& path, const std::string& text) {
-    std::ofstream(path) << text;
-  }
+  void write(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
 
   RepositoryOptions options(ModelControl control) {
     RepositoryOptions o;
@@ -94,11 +92,12 @@ TEST(ModelConfigTest, ParsesEveryKeyAndRefusesUnknownOnes) {
             VersionPolicy::Kind::kAll);
   EXPECT_EQ(parse_model_config("{}", "x")->policy.num_versions, 1);
 
-  for (const char* bad : {R"({"pooling": "avg"})", R"({"dtype": "fp8"})", R"({"max_input_length": 0})",
-                          R"({"version_policy": {"newest": {}}})", R"({"version_policy": {}})",
-                          R"({"version_policy": {"specific": {"versions": []}}})",
-                          R"({"version_policy": {"latest": {"num_versions": -1}}})",
-                          R"({"max_batch_token": 4})", "[1]", "{"}) {
+  for (const char* bad :
+       {R"({"pooling": "avg"})", R"({"dtype": "fp8"})", R"({"max_input_length": 0})",
+        R"({"version_policy": {"newest": {}}})", R"({"version_policy": {}})",
+        R"({"version_policy": {"specific": {"versions": []}}})",
+        R"({"version_policy": {"latest": {"num_versions": -1}}})", R"({"max_batch_token": 4})",
+        "[1]", "{"}) {
     auto r = parse_model_config(bad, "m/tideserve.json");
     ASSERT_FALSE(r.is_ok()) << bad;
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
@@ -130,6 +129,20 @@ TEST_F(ModelRepositoryTest, LatestPolicyServesTheHighestVersionsAndIgnoresDotNam
   EXPECT_TRUE(r.ready());
   // none: the API changes nothing.
   EXPECT_EQ(sync([&](auto done) { r.load("m", done); }).code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ModelRepositoryTest, APinnedVersionOverridesThePolicy) {
+  add_version("m", "1");
+  add_version("m", "2");
+  add_version("m", "3");
+  write(root_ / "m" / "tideserve.json", R"({"version_policy": {"all": {}}})");
+  RepositoryOptions o = options(ModelControl::kPoll);
+  o.pinned_versions["m"] = 2;
+  ModelRepository r(o);
+  ASSERT_TRUE(r.start().is_ok());
+  ASSERT_EQ(r.served().size(), 1u);
+  EXPECT_EQ(r.served()[0].versions, (std::vector<std::string>{"2"}));
+  EXPECT_EQ(state(r, "m", "3"), "UNAVAILABLE");
 }
 
 TEST_F(ModelRepositoryTest, AllPolicyAndTideserveJsonOverrides) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -30,6 +31,7 @@ struct ServeArgs {
   std::string log_level = "info";
   std::string model_control = "";  // empty: poll with a repository, none with --model
   std::string memory_limit = "0";
+  std::vector<std::string> pins;  // NAME=VERSION
   // Whole seconds on the command line; the HTTP layer's defaults.
   int header_timeout_s = static_cast<int>(server::HttpOptions{}.header_timeout.count());
   int idle_timeout_s = static_cast<int>(server::HttpOptions{}.idle_timeout.count());
@@ -74,6 +76,16 @@ int run_serve(ServeArgs& args) {
   auto memory = parse_memory_size(args.memory_limit);
   if (!memory.is_ok()) return fail(memory.status());
   repository.memory_limit = *memory;
+  for (const std::string& pin : args.pins) {
+    const size_t eq = pin.find('=');
+    const std::string version = eq == std::string::npos ? "" : pin.substr(eq + 1);
+    if (eq == 0 || version.empty() || version.size() > 18 ||
+        version.find_first_not_of("0123456789") != std::string::npos || std::stoll(version) < 1) {
+      return fail(
+          invalid_argument("bad --pin-version '" + pin + "' (NAME=VERSION, a positive integer)"));
+    }
+    repository.pinned_versions[pin.substr(0, eq)] = std::stoll(version);
+  }
   if (!o.api.admin_key.empty() && o.api.admin_key == o.api.api_key) {
     return fail(invalid_argument("--admin-key must differ from --api-key"));
   }
@@ -119,6 +131,11 @@ void add_serve_command(CLI::App& app) {
       ->envname("REPOSITORY_POLL_SECONDS")
       ->check(CLI::Range(0.05, 86400.0))
       ->capture_default_str();
+  cmd->add_option("--pin-version", args->pins,
+                  "NAME=VERSION: that model serves exactly that version, whatever its "
+                  "tideserve.json says (repeatable; env: comma-separated)")
+      ->envname("PIN_VERSIONS")
+      ->delimiter(',');
   cmd->add_option("--default-model", o.repository.default_model,
                   "The model of requests that name none (default: the only model)")
       ->envname("DEFAULT_MODEL");

@@ -132,14 +132,15 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
     if (value.is_null()) continue;
     if (key == "version_policy") {
       if (value.type() != element_type::OBJECT || simdjson::dom::object(value).size() != 1) {
-        return config_error(path,
-                            "\"version_policy\" must be one of {\"latest\": {\"num_versions\": N}}, "
-                            "{\"all\": {}}, {\"specific\": {\"versions\": [..]}}");
+        return config_error(
+            path,
+            "\"version_policy\" must be one of {\"latest\": {\"num_versions\": N}}, "
+            "{\"all\": {}}, {\"specific\": {\"versions\": [..]}}");
       }
       auto [kind, body] = *simdjson::dom::object(value).begin();
       if (body.type() != element_type::OBJECT) {
-        return config_error(path, fmt::format("\"version_policy.{}\" must be an object",
-                                              std::string_view(kind)));
+        return config_error(
+            path, fmt::format("\"version_policy.{}\" must be an object", std::string_view(kind)));
       }
       if (kind == "latest") {
         config.policy.kind = VersionPolicy::Kind::kLatest;
@@ -154,8 +155,8 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
       } else if (kind == "specific") {
         config.policy.kind = VersionPolicy::Kind::kSpecific;
         element list;
-        if (body["versions"].get(list) != simdjson::SUCCESS ||
-            list.type() != element_type::ARRAY || simdjson::dom::array(list).size() == 0) {
+        if (body["versions"].get(list) != simdjson::SUCCESS || list.type() != element_type::ARRAY ||
+            simdjson::dom::array(list).size() == 0) {
           return config_error(path,
                               "\"version_policy.specific.versions\" must be a non-empty list");
         }
@@ -189,11 +190,10 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
                key == "max_batch_requests" || key == "max_concurrent_requests") {
       auto n = positive(value, path, key);
       if (!n.is_ok()) return n.status();
-      std::optional<int64_t>& out = key == "max_input_length"   ? config.max_input_length
-                                    : key == "max_batch_tokens" ? config.max_batch_tokens
-                                    : key == "max_batch_requests"
-                                        ? config.max_batch_requests
-                                        : config.max_concurrent_requests;
+      std::optional<int64_t>& out = key == "max_input_length"     ? config.max_input_length
+                                    : key == "max_batch_tokens"   ? config.max_batch_tokens
+                                    : key == "max_batch_requests" ? config.max_batch_requests
+                                                                  : config.max_concurrent_requests;
       out = *n;
     } else {
       return config_error(path,
@@ -320,8 +320,8 @@ std::vector<std::string> ModelRepository::model_names_on_disk(Status& error) con
   std::error_code ec;
   fs::directory_iterator it(options_.root, ec);
   if (ec) {
-    error = not_found(fmt::format("{}: cannot read the model repository: {}", options_.root,
-                                  ec.message()));
+    error = not_found(
+        fmt::format("{}: cannot read the model repository: {}", options_.root, ec.message()));
     return names;
   }
   for (; it != fs::directory_iterator(); it.increment(ec)) {
@@ -392,6 +392,10 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
     return config.status();
   }
 
+  if (auto pin = options_.pinned_versions.find(name); pin != options_.pinned_versions.end()) {
+    config->policy = VersionPolicy{VersionPolicy::Kind::kSpecific, 1, {pin->second}};
+  }
+
   // The version directories on disk, ascending.
   std::vector<std::pair<std::string, std::string>> on_disk;  // version, dir
   std::error_code ec;
@@ -424,7 +428,8 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
         ++v;
         continue;
       }
-      if (v->second.service) retire_locked(model, v->first, "removed from the repository", unloaded);
+      if (v->second.service)
+        retire_locked(model, v->first, "removed from the repository", unloaded);
       v = model.versions.erase(v);
     }
     for (const auto& [version, dir] : on_disk) model.versions[version].dir = dir;
@@ -474,10 +479,9 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
     }
   } else {
     for (const auto& [version, dir] : on_disk) {
-      const bool listed =
-          policy.kind == VersionPolicy::Kind::kAll ||
-          std::find(policy.versions.begin(), policy.versions.end(), std::stoll(version)) !=
-              policy.versions.end();
+      const bool listed = policy.kind == VersionPolicy::Kind::kAll ||
+                          std::find(policy.versions.begin(), policy.versions.end(),
+                                    std::stoll(version)) != policy.versions.end();
       if (!listed) continue;
       if (serving(version)) {
         keep.push_back(version);
@@ -529,6 +533,7 @@ Status ModelRepository::load_version(const std::string& name, const std::string&
             {{"model", dir}, {"model_id", name}, {"version", version}});
 
   auto fail = [&](const Status& st) {
+    std::string files = fingerprint(dir);  // read before the lock: it walks the directory
     {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = models_.find(name);
@@ -537,7 +542,7 @@ Status ModelRepository::load_version(const std::string& name, const std::string&
         v.state = VersionState::kUnavailable;
         v.reason = "failed to load: " + st.message();
         ++v.load_failures;
-        v.failed_fingerprint = fingerprint(dir);
+        v.failed_fingerprint = std::move(files);
       }
     }
     log_event(LogLevel::kError, "model_load_failed",
@@ -663,8 +668,8 @@ void ModelRepository::reap() {
     log_event(LogLevel::kInfo, "model_released",
               {{"model_id", name},
                {"version", version},
-               {"released_bytes", static_cast<long long>(
-                                      std::max<int64_t>(before - resident_bytes(), 0))}});
+               {"released_bytes",
+                static_cast<long long>(std::max<int64_t>(before - resident_bytes(), 0))}});
   }
 }
 
@@ -678,8 +683,8 @@ void ModelRepository::post(Action action) {
 
 void ModelRepository::control_loop() {
   auto last_scan = Clock::now();
-  const auto poll = std::chrono::milliseconds(
-      static_cast<int64_t>(std::max(options_.poll_seconds, 0.05) * 1000));
+  const auto poll =
+      std::chrono::milliseconds(static_cast<int64_t>(std::max(options_.poll_seconds, 0.05) * 1000));
   for (;;) {
     Action action;
     {
@@ -691,8 +696,8 @@ void ModelRepository::control_loop() {
       }
       auto wait = std::chrono::milliseconds(3600 * 1000);
       if (options_.control == ModelControl::kPoll) {
-        wait = std::chrono::duration_cast<std::chrono::milliseconds>(last_scan + poll -
-                                                                     Clock::now());
+        wait =
+            std::chrono::duration_cast<std::chrono::milliseconds>(last_scan + poll - Clock::now());
       }
       if (retiring) wait = std::min(wait, std::chrono::milliseconds(20));
       control_cv_.wait_for(lock, std::max(wait, std::chrono::milliseconds(0)),
@@ -774,7 +779,7 @@ void ModelRepository::rescan() {
 }
 
 Result<std::shared_ptr<EmbeddingService>> ModelRepository::find(std::string_view name,
-                                                                 std::string_view version) const {
+                                                                std::string_view version) const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string wanted(name);
   if (wanted.empty()) {
@@ -819,8 +824,8 @@ Result<std::shared_ptr<EmbeddingService>> ModelRepository::find(std::string_view
   }
   return not_found(serving.empty()
                        ? fmt::format("model '{}' has no version '{}' serving", wanted, version)
-                       : fmt::format("model '{}' has no version '{}' serving; it serves {}",
-                                     wanted, version, join(serving)));
+                       : fmt::format("model '{}' has no version '{}' serving; it serves {}", wanted,
+                                     version, join(serving)));
 }
 
 std::vector<ServedModel> ModelRepository::served() const {
@@ -870,8 +875,8 @@ bool ModelRepository::ready(std::string* reason) const {
   if (!options_.default_model.empty()) {
     auto it = models_.find(options_.default_model);
     if (it == models_.end()) {
-      return say(fmt::format("the default model '{}' is not in the repository",
-                             options_.default_model));
+      return say(
+          fmt::format("the default model '{}' is not in the repository", options_.default_model));
     }
     if (it->second->newest_serving() == nullptr) {
       return say(fmt::format("the default model '{}' has no version serving: {}",

@@ -84,13 +84,16 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
 int64_t estimate_load_bytes(const std::string& dir);
 
 struct RepositoryOptions {
-  std::string root;         // --model-repository; empty: the one model of `defaults.model_dir`
+  std::string root;  // --model-repository; empty: the one model of `defaults.model_dir`
   ModelControl control = ModelControl::kNone;
   double poll_seconds = 15;
   // A load that would take resident memory past this is refused. 0: the cgroup limit minus
   // a margin (a tenth, at most 1 GiB), no check without one; < 0: no check.
   int64_t memory_limit = 0;
   std::string default_model;  // routes that name no model; empty: the only model, if one
+  // --pin-version NAME=VERSION: that model serves exactly that version, whatever its
+  // tideserve.json says (a pod template that pins versions makes a model version a canary).
+  std::map<std::string, int64_t> pinned_versions;
   // Every model's options: engine, scheduler (its compute gate shared by all), task pool,
   // pooling and limits; tideserve.json overrides per model. With no root, model_dir, name and
   // version are the one model's.
@@ -121,8 +124,7 @@ class ModelRepository {
   // Called on the control thread (or start()'s caller), never with the repository's lock held.
   struct Observer {
     // Before the version is published (set metrics and batch observers here).
-    std::function<void(EmbeddingService& service, const LoadReport& report, int64_t memory)>
-        loaded;
+    std::function<void(EmbeddingService& service, const LoadReport& report, int64_t memory)> loaded;
     std::function<void(const std::string& name, const std::string& version, const Status& why)>
         load_failed;
     // Taken out of service (its memory is released once the requests holding it end).
@@ -189,8 +191,8 @@ class ModelRepository {
   void scan_all(bool initial);
   // Reads one model's directory and brings its versions in line with its policy.
   Status sync_model(const std::string& name, bool force_retry);
-  Status load_version(const std::string& name, const std::string& version,
-                      const std::string& dir, const ModelConfig& config);
+  Status load_version(const std::string& name, const std::string& version, const std::string& dir,
+                      const ModelConfig& config);
   // Takes a version out of the lookup and onto the retiring list (mutex_ held).
   void retire_locked(Model& model, const std::string& version, const std::string& reason,
                      std::vector<std::pair<std::string, std::string>>& unloaded);
@@ -204,8 +206,8 @@ class ModelRepository {
   int64_t memory_limit_ = -1;
 
   mutable std::mutex mutex_;
-  std::map<std::string, std::unique_ptr<Model>> models_;  // guarded by mutex_
-  bool started_ = false;                                  // guarded by mutex_
+  std::map<std::string, std::unique_ptr<Model>> models_;     // guarded by mutex_
+  bool started_ = false;                                     // guarded by mutex_
   std::vector<std::shared_ptr<EmbeddingService>> retiring_;  // guarded by mutex_
 
   std::mutex control_mutex_;
