@@ -34,7 +34,11 @@ expect "live" GET /v2/health/live "" '.*'
 expect "health" GET /health "" '.'
 expect "predict" POST /predict '{"text": "今天天气很好"}' '"embedding"'
 expect "embed" POST /embed '{"inputs": ["你好", "世界"]}' '^\[\['
-expect "openai embeddings" POST /v1/embeddings '{"input": "你好", "model": "tideserve"}' '"embedding"'
+# OpenAI requests name a model the server serves: the first one /v1/models lists.
+model=$(curl -sS --max-time 30 "${auth[@]}" "$base/v1/models" | grep -oE '"id":"[^"]+"' | head -n 1 |
+  cut -d'"' -f4 || true)
+expect "openai models" GET /v1/models "" '"object":"model"'
+expect "openai embeddings" POST /v1/embeddings "{\"input\": \"你好\", \"model\": \"$model\"}" '"embedding"'
 expect "metrics" GET /metrics "" '^tideserve_requests_total'
 
 if [ "$failures" -gt 0 ]; then
