@@ -151,6 +151,8 @@ void Metrics::model_loaded(const std::string& model, const std::string& version,
   model_ready_->Add({{"model", model}, {"version", version}}).Set(1.0);
   model_memory_->Add({{"model", model}, {"version", version}})
       .Set(static_cast<double>(memory_bytes));
+  // Its failure counter exists from 0, so that increase() sees a version's first failure.
+  model_load_failures_->Add({{"model", model}, {"version", version}});
 }
 
 void Metrics::model_unloaded(const std::string& model, const std::string& version) {
