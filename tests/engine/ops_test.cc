@@ -418,5 +418,72 @@ TEST(PoolingTest, ClsMeanAndNormalize) {
   EXPECT_FALSE(parse_pooling("maximum").is_ok());
 }
 
+// Every linear layer shape the encoder creates (BERT-base: Q/K/V into one [tokens, 3H] buffer,
+// the attention output and FFN down with the residual, FFN up with GELU; and a fixture-sized
+// model), in each precision: oneDNN must pick an optimized kernel, never its reference loop.
+// A precision this CPU cannot run must be refused cleanly, and is reported as skipped.
+class LinearKernelTest : public ::testing::TestWithParam<Precision> {};
+
+TEST_P(LinearKernelTest, EveryEncoderShapeGetsAnOptimizedKernel) {
+  const Precision precision = GetParam();
+  struct Shape {
+    int64_t n, k, stride;
+    Epilogue epilogue;
+  };
+  std::vector<Shape> shapes;
+  for (int64_t h : {768, 64}) {
+    shapes.push_back({h, h, 3 * h, Epilogue::kNone});
+    shapes.push_back({h, h, 0, Epilogue::kResidual});
+    shapes.push_back({4 * h, h, 0, Epilogue::kGeluErf});
+    shapes.push_back({4 * h, h, 0, Epilogue::kGeluTanh});
+    shapes.push_back({h, 4 * h, 0, Epilogue::kResidual});
+  }
+  LinearHarness h;
+  std::vector<std::string> impls;
+  for (const Shape& s : shapes) {
+    std::vector<float> w = random_vector(s.n * s.k, 31, 0.05f), b = random_vector(s.n, 32);
+    auto linear = h.create(w, b, s.n, s.k, precision, s.epilogue, s.stride);
+    if (!linear.is_ok()) {
+      ASSERT_EQ(precision, Precision::kBf16) << linear.status().to_string();
+      EXPECT_EQ(linear.status().code(), StatusCode::kFailedPrecondition);
+      EXPECT_NE(linear.status().message().find(cpu_isa_name()), std::string::npos);
+      GTEST_SKIP() << "no bf16 matmul on " << cpu_isa_name() << " (the refusal was checked)";
+    }
+    const std::string impl = (*linear)->impl_name();
+    EXPECT_NE(impl.rfind("ref", 0), 0u) << precision_name(precision) << " [" << s.n << ", " << s.k
+                                        << "]: oneDNN's reference kernel " << impl;
+    // It computes: one row against the double reference.
+    std::vector<float> x = random_vector(s.k, 33);
+    const int64_t width = s.stride > 0 ? s.stride : s.n;
+    std::vector<float> y(static_cast<size_t>(width), 0.f);
+    h.forward(**linear, x, 1, y.data());
+    std::vector<double> ref =
+        linear_reference(x, w, b, std::vector<float>(s.n, 0.f), 1, s.n, s.k, s.epilogue);
+    double spread = 0;
+    for (double v : ref) spread = std::max(spread, std::fabs(v));
+    const double tol = precision == Precision::kF32 ? 1e-4 : 0.05 * spread + 1e-3;
+    for (int64_t c = 0; c < s.n; ++c) EXPECT_NEAR(y[c], ref[c], tol) << "column " << c;
+    if (std::find(impls.begin(), impls.end(), impl) == impls.end()) impls.push_back(impl);
+  }
+  std::string all;
+  for (const std::string& i : impls) all += " " + i;
+  std::printf("%s on %s:%s\n", precision_name(precision), cpu_isa_name(), all.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, LinearKernelTest,
+                         ::testing::Values(Precision::kF32, Precision::kInt8, Precision::kBf16),
+                         [](const auto& info) { return std::string(precision_name(info.param)); });
+
+TEST(LinearKernelTest, AutoTriesTheFastestPrecisionFirstAndAlwaysEndsWithFp32) {
+  const std::vector<Precision> order = auto_precisions();
+  ASSERT_FALSE(order.empty());
+  EXPECT_EQ(order.back(), Precision::kF32);
+  const std::string isa = cpu_isa_name();
+  const bool bf16 = isa == "avx512_core_bf16" || isa == "avx512_core_amx";
+  const bool vnni = bf16 || isa == "avx2_vnni" || isa == "avx512_core_vnni";
+  EXPECT_EQ(order.front(), bf16 ? Precision::kBf16 : vnni ? Precision::kInt8 : Precision::kF32);
+  EXPECT_EQ(order.size(), 1u + (bf16 ? 1 : 0) + (vnni ? 1 : 0));
+}
+
 }  // namespace
 }  // namespace tideserve::engine

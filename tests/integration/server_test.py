@@ -1129,6 +1129,23 @@ class LifecycleTest(unittest.TestCase):
         self.assertEqual(int8.returncode, 0, int8.stderr)
         self.assertLessEqual(th.max_abs_diff(json.loads(int8.stdout), got), 1e-5)
 
+    def test_dtype_auto_picks_by_the_cpu_and_names_its_kernels(self):
+        server = th.Server(BINARY, "--dtype", "auto")
+        try:
+            server.start()
+            loaded = server.event("model_loaded")
+            isa = loaded["cpu_isa"]
+            want = ("bfloat16" if isa in ("avx512_core_bf16", "avx512_core_amx") else
+                    "int8" if isa in ("avx2_vnni", "avx512_core_vnni") else "float32")
+            self.assertEqual(loaded["dtype"], want, loaded)
+            info = server.get_json("/info")[2]
+            self.assertEqual(info["model_dtype"], want)
+            self.assertEqual(info["matmul"], loaded["matmul"])
+            for kernel in info["matmul"].split(","):
+                self.assertTrue(kernel and not kernel.startswith("ref"), info["matmul"])
+        finally:
+            self.assertEqual(server.stop(), 0, server.log_text())
+
     def test_model_load_failure_exits_one(self):
         server = th.Server(BINARY, model=os.path.join("models", "no-such-model"))
         try:

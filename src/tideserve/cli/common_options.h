@@ -15,10 +15,20 @@ inline CLI::Option* add_dtype_option(CLI::App* cmd, std::string& dtype) {
   return cmd
       ->add_option("--dtype", dtype,
                    "Precision of the encoder's linear layers: fp32, int8 (weights per row, "
-                   "activations dynamic) or bf16 (CPUs with AVX512)")
+                   "activations dynamic), bf16 (CPUs with AVX512) or auto (the fastest this CPU "
+                   "runs within its accuracy bound: bf16 on AVX512-BF16/AMX, int8 with VNNI, "
+                   "else fp32)")
       ->envname("DTYPE")
-      ->check(CLI::IsMember({"fp32", "float32", "bf16", "bfloat16", "int8"}))
+      ->check(CLI::IsMember({"fp32", "float32", "bf16", "bfloat16", "int8", "auto"}))
       ->capture_default_str();
+}
+
+// --allow-reference-kernels: run a precision even where oneDNN has only its reference kernel.
+inline CLI::Option* add_reference_kernels_option(CLI::App* cmd, bool& allow) {
+  return cmd->add_flag("--allow-reference-kernels", allow,
+                       "Run a linear layer on oneDNN's reference kernel when it is the only one "
+                       "for the precision (debugging: thousands of times slower; without it such "
+                       "a precision is refused at load)");
 }
 
 // --pooling: empty (the default) lets the model directory decide.
@@ -33,7 +43,7 @@ inline CLI::Option* add_pooling_option(CLI::App* cmd, std::string& pooling) {
       ->check(CLI::IsMember(names));
 }
 
-// After the IsMember check above every spelling parses.
+// After the IsMember check above every spelling parses ("auto": see engine_options).
 inline engine::Precision dtype_precision(const std::string& dtype) {
   return engine::parse_precision(dtype).value_or(engine::Precision::kF32);
 }

@@ -27,6 +27,7 @@ struct EmbedArgs {
   bool ids = false;
   int threads = 0;
   std::string dtype = "fp32";
+  bool allow_reference_kernels = false;
   int64_t max_length = 0;
   std::vector<std::string> inputs;
 };
@@ -77,7 +78,10 @@ int run_embed(const EmbedArgs& args) {
   runtime::ModelOptions options;
   options.model_dir = args.model_dir;
   options.warm_up = false;
-  options.engine = {.threads = args.threads, .precision = dtype_precision(args.dtype)};
+  options.engine = {.threads = args.threads,
+                    .precision = dtype_precision(args.dtype),
+                    .auto_precision = args.dtype == "auto",
+                    .allow_reference_kernels = args.allow_reference_kernels};
   options.service.task_threads = 1;
   // Every input in one job: as few engine batches as the inputs allow, none refused for capacity.
   runtime::SchedulerOptions& scheduler = options.service.scheduler;
@@ -134,6 +138,7 @@ void add_embed_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   add_dtype_option(cmd, args->dtype);
+  add_reference_kernels_option(cmd, args->allow_reference_kernels);
   cmd->add_option("inputs", args->inputs, "Texts (or token id lists with --ids)")->required();
   cmd->callback([args]() { throw CLI::RuntimeError(run_embed(*args)); });
 }

@@ -95,6 +95,7 @@ int run_serve(ServeArgs& args) {
     o.model.pooling = *pooling;
   }
   o.model.engine.precision = dtype_precision(args.dtype);
+  o.model.engine.auto_precision = args.dtype == "auto";
   o.http.header_timeout = std::chrono::seconds(args.header_timeout_s);
   o.http.idle_timeout = std::chrono::seconds(args.idle_timeout_s);
   LogLevel level = LogLevel::kInfo;
@@ -174,6 +175,7 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
   add_dtype_option(cmd, args->dtype);
+  add_reference_kernels_option(cmd, model.engine.allow_reference_kernels);
   add_pooling_option(cmd, args->pooling)->envname("POOLING");
   cmd->add_option("--max-concurrent-requests", scheduler.max_concurrent_requests,
                   "Inputs in flight before 429")

@@ -38,13 +38,15 @@ Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
       c.hidden_act == Activation::kGeluErf ? Epilogue::kGeluErf : Epilogue::kGeluTanh;
   auto make = [&](const FloatTensor& weight, const FloatTensor& bias, Epilogue epilogue,
                   int64_t out_stride = 0) {
-    auto linear = Linear::create(encoder->engine_, {.weight = weight.data,
-                                                    .bias = bias.data,
-                                                    .out_features = weight.dim(0),
-                                                    .in_features = weight.dim(1),
-                                                    .epilogue = epilogue,
-                                                    .precision = options.precision,
-                                                    .out_stride = out_stride});
+    auto linear =
+        Linear::create(encoder->engine_, {.weight = weight.data,
+                                          .bias = bias.data,
+                                          .out_features = weight.dim(0),
+                                          .in_features = weight.dim(1),
+                                          .epilogue = epilogue,
+                                          .precision = options.precision,
+                                          .out_stride = out_stride,
+                                          .allow_reference = options.allow_reference_kernels});
     // A converted layer never reads the model's fp32 weights again: keep them out of RSS.
     if (linear.is_ok() && (*linear)->owned_weight_bytes() > 0) model.release_pages(weight);
     return linear;
@@ -79,8 +81,19 @@ Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
   return encoder;
 }
 
-const char* BertEncoder::matmul_impl() const {
-  return layers_.empty() ? "none" : layers_.front().query->impl_name();
+std::string BertEncoder::matmul_impl() const {
+  std::vector<std::string> names;
+  for (const Layer& layer : layers_) {
+    for (const Linear* linear : {layer.query.get(), layer.key.get(), layer.value.get(),
+                                 layer.attn_out.get(), layer.ffn_up.get(), layer.ffn_down.get()}) {
+      if (std::find(names.begin(), names.end(), linear->impl_name()) == names.end()) {
+        names.emplace_back(linear->impl_name());
+      }
+    }
+  }
+  std::string out;
+  for (const std::string& name : names) out += (out.empty() ? "" : ",") + name;
+  return out.empty() ? "none" : out;
 }
 
 size_t BertEncoder::owned_weight_bytes() const {

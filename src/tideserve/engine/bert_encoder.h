@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct EncoderOptions {
   // A batch whose GEMM work per layer is below this runs on one thread (0: always `threads`).
   // 20 MFLOP is ~0.3 ms of one core here, the scale at which fork/join and wake-ups eat the gain.
   double min_parallel_layer_flops = 20e6;
+  // Run a linear layer on oneDNN's reference kernel when nothing else exists for the precision
+  // (debugging only: thousands of times slower); otherwise create() refuses the precision.
+  bool allow_reference_kernels = false;
 };
 
 struct EncoderOutput {
@@ -57,7 +61,9 @@ class BertEncoder {
   const BertConfig& config() const { return config_; }
   int threads() const { return threads_; }
   Precision precision() const { return precision_; }
-  const char* matmul_impl() const;
+  // The implementations oneDNN runs the linear layers on, distinct, in layer order
+  // ("gemm:jit" or "gemm:jit,brg:avx512_core_amx").
+  std::string matmul_impl() const;
   // Bytes of converted weights the encoder owns (0 in fp32: the weights are the model's).
   size_t owned_weight_bytes() const;
 

@@ -1,9 +1,14 @@
 #include "tideserve/engine/linear.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <string_view>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -63,7 +68,7 @@ DataTypes data_types(Precision precision) {
 }
 
 bool has_vnni(Isa isa) {
-  return isa == Isa::avx512_core_vnni || isa == Isa::avx512_core_bf16 ||
+  return isa == Isa::avx2_vnni || isa == Isa::avx512_core_vnni || isa == Isa::avx512_core_bf16 ||
          isa == Isa::avx512_core_amx;
 }
 
@@ -72,6 +77,28 @@ bool has_vnni(Isa isa) {
 int int8_weight_limit() {
   return has_vnni(dnnl::get_effective_cpu_isa()) ? 127 : 63;
 }
+
+namespace {
+
+bool is_reference(std::string_view impl) {
+  return impl.rfind("ref", 0) == 0;
+}
+
+// The measured choice between weight layouts, per shape: every layer of a model shares a few
+// shapes, so each is timed once per process.
+struct LayoutKey {
+  Precision precision;
+  int64_t n, k, stride;
+  Epilogue epilogue;
+  bool operator<(const LayoutKey& o) const {
+    return std::tie(precision, n, k, stride, epilogue) <
+           std::tie(o.precision, o.n, o.k, o.stride, o.epilogue);
+  }
+};
+std::mutex layout_mutex;
+std::map<LayoutKey, size_t> layout_choice;  // guarded by layout_mutex: index into the candidates
+
+}  // namespace
 
 Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const LinearSpec& spec) {
   const int64_t n = spec.out_features;
@@ -82,12 +109,6 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
   }
   const int64_t out_stride = spec.out_stride > 0 ? spec.out_stride : n;
   if (out_stride < n) return invalid_argument("linear output stride below its width");
-  std::unique_ptr<Linear> layer(new Linear());
-  layer->engine_ = engine;
-  layer->precision_ = spec.precision;
-  layer->out_features_ = n;
-  layer->in_features_ = k;
-  layer->out_stride_ = out_stride;
   const Precision precision = spec.precision;
   const DataType src_type = data_types(precision).source;
   const DataType wei_type = data_types(precision).weights;
@@ -100,38 +121,82 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
   // that matrix in the "ba" layout.
   memory::desc hf_md({k, n}, wei_type, Tag::ba);
   try {
-    memory::desc weights_md = hf_md;
+    // The layouts to choose from: fp32 weights are used in place (ba). Converted weights are
+    // ours: ba as well, or the blocked layout oneDNN prefers for this shape at a fixed M. With a
+    // runtime M, oneDNN 2.6 has no optimized kernel for blocked bf16 / int8 weights on AVX-512
+    // and AMX (it falls back to ref:any, thousands of times slower), while ba runs gemm:jit;
+    // elsewhere the blocked one may be faster. Reference kernels are never candidates.
+    std::vector<memory::desc> layouts{hf_md};
     if (precision != Precision::kF32) {
-      // Converted weights are ours: store them in the layout oneDNN prefers for this shape.
       memory::desc src_probe({128, k}, src_type, Tag::ab);
       memory::desc dst_probe({128, n}, DataType::f32, Tag::ab);
       memory::desc weights_any({k, n}, wei_type, Tag::any);
-      dnnl::matmul::primitive_desc probe(
-          dnnl::matmul::desc(src_probe, weights_any, bias_md, dst_probe), attr, engine);
-      weights_md = probe.weights_desc();
+      try {
+        dnnl::matmul::primitive_desc probe(
+            dnnl::matmul::desc(src_probe, weights_any, bias_md, dst_probe), attr, engine);
+        if (probe.weights_desc() != hf_md) layouts.push_back(probe.weights_desc());
+      } catch (const dnnl::error&) {
+        // No fixed-M kernel either: only ba is tried.
+      }
     }
-    layer->primitive_desc_ = dnnl::matmul::primitive_desc(
-        dnnl::matmul::desc(src_md, weights_md, bias_md, dst_md), attr, engine);
-    layer->primitive_ = dnnl::matmul(layer->primitive_desc_);
-
-    layer->bias_ = memory(bias_md, engine);
-    std::memcpy(layer->bias_.get_data_handle(), spec.bias, static_cast<size_t>(n) * sizeof(float));
-    if (precision == Precision::kF32) {
-      layer->weights_ = memory(hf_md, engine, const_cast<float*>(spec.weight));
-      return layer;
+    std::vector<std::unique_ptr<Linear>> candidates;
+    std::vector<std::string> refused;
+    for (const memory::desc& weights_md : layouts) {
+      dnnl::matmul::primitive_desc pd;
+      try {
+        pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, weights_md, bias_md, dst_md),
+                                          attr, engine);
+      } catch (const dnnl::error& e) {
+        if (e.status != dnnl_unimplemented) throw;
+        continue;
+      }
+      if (is_reference(pd.impl_info_str()) && !spec.allow_reference) {
+        refused.emplace_back(pd.impl_info_str());
+        continue;
+      }
+      std::unique_ptr<Linear> layer(new Linear());
+      layer->engine_ = engine;
+      layer->precision_ = precision;
+      layer->out_features_ = n;
+      layer->in_features_ = k;
+      layer->out_stride_ = out_stride;
+      layer->primitive_desc_ = pd;
+      layer->weights_md_ = weights_md;
+      candidates.push_back(std::move(layer));
     }
-
-    // Convert into the Hugging Face layout, then reorder into the preferred one.
-    std::vector<uint8_t> converted(static_cast<size_t>(n * k) *
-                                   (precision == Precision::kInt8 ? 1 : 2));
+    if (candidates.empty()) {
+      const Isa isa = dnnl::get_effective_cpu_isa();
+      const bool avx512 = isa == Isa::avx512_core || isa == Isa::avx512_core_vnni ||
+                          isa == Isa::avx512_core_bf16 || isa == Isa::avx512_core_amx;
+      if (precision == Precision::kBf16 && (refused.empty() || !avx512)) {
+        return Status(StatusCode::kFailedPrecondition,
+                      fmt::format("bfloat16 matmul is not available on this CPU (oneDNN "
+                                  "dispatches {}; bf16 needs avx512_core or newer): use --dtype "
+                                  "fp32 or int8",
+                                  cpu_isa_name()));
+      }
+      if (refused.empty()) {
+        return internal_error(fmt::format("oneDNN has no {} matmul for [M, {}] x [{}, {}] here",
+                                          precision_name(precision), k, k, n));
+      }
+      return Status(
+          StatusCode::kFailedPrecondition,
+          fmt::format("oneDNN offers only its reference kernel ({}) for a {} matmul "
+                      "[M, {}] x [{}, {}] on this CPU ({}), thousands of times slower: "
+                      "use --dtype fp32 (or --allow-reference-kernels to debug)",
+                      refused.front(), precision_name(precision), k, k, n, cpu_isa_name()));
+    }
+    // The weights, converted once, then into each candidate's layout.
+    std::vector<uint8_t> converted;
+    std::vector<float> row_scales;
     if (precision == Precision::kBf16) {
+      converted.resize(static_cast<size_t>(n * k) * 2);
       convert_to_bf16(spec.weight, n * k, reinterpret_cast<uint16_t*>(converted.data()));
-    } else {
+    } else if (precision == Precision::kInt8) {
+      converted.resize(static_cast<size_t>(n * k));
       const float limit = static_cast<float>(int8_weight_limit());
-      layer->weight_scale_.resize(static_cast<size_t>(n));
-      layer->bias_values_.assign(spec.bias, spec.bias + n);
+      row_scales.resize(static_cast<size_t>(n));
       auto* q = reinterpret_cast<int8_t*>(converted.data());
-      float* row_scales = layer->weight_scale_.data();
 #pragma omp parallel for schedule(static)
       for (int64_t row = 0; row < n; ++row) {
         const float* w = spec.weight + row * k;
@@ -147,22 +212,60 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
       }
     }
     dnnl::stream stream(engine);
-    memory source(hf_md, engine, converted.data());
-    layer->weights_ = memory(weights_md, engine);
-    dnnl::reorder(source, layer->weights_).execute(stream, source, layer->weights_);
-    stream.wait();
-    layer->owns_weights_ = true;
-  } catch (const dnnl::error& e) {
-    if (precision == Precision::kBf16 && e.status == dnnl_unimplemented) {
-      return Status(StatusCode::kFailedPrecondition,
-                    fmt::format("bfloat16 matmul is not available on this CPU (oneDNN dispatches "
-                                "{}; bf16 needs avx512_core or newer): use --dtype fp32 or int8",
-                                cpu_isa_name()));
+    for (std::unique_ptr<Linear>& layer : candidates) {
+      layer->primitive_ = dnnl::matmul(layer->primitive_desc_);
+      layer->bias_ = memory(bias_md, engine);
+      std::memcpy(layer->bias_.get_data_handle(), spec.bias,
+                  static_cast<size_t>(n) * sizeof(float));
+      if (precision == Precision::kF32) {
+        layer->weights_ = memory(hf_md, engine, const_cast<float*>(spec.weight));
+        continue;
+      }
+      if (precision == Precision::kInt8) {
+        layer->weight_scale_ = row_scales;
+        layer->bias_values_.assign(spec.bias, spec.bias + n);
+      }
+      memory source(hf_md, engine, converted.data());
+      layer->weights_ = memory(layer->weights_md_, engine);
+      dnnl::reorder(source, layer->weights_).execute(stream, source, layer->weights_);
+      stream.wait();
+      layer->owns_weights_ = true;
     }
+    if (candidates.size() == 1) return std::move(candidates.front());
+
+    // Several: the fastest at a 128-token batch, measured once per shape.
+    const LayoutKey key{precision, n, k, out_stride, spec.epilogue};
+    std::lock_guard<std::mutex> lock(layout_mutex);
+    auto it = layout_choice.find(key);
+    if (it == layout_choice.end()) {
+      constexpr int64_t kRows = 128;
+      std::vector<float> in(static_cast<size_t>(kRows * k), 0.25f);
+      std::vector<float> out(static_cast<size_t>(kRows * out_stride), 0.f);
+      LinearScratch scratch;
+      size_t best = 0;
+      double best_ms = 0;
+      for (size_t c = 0; c < candidates.size(); ++c) {
+        double fastest = 0;
+        for (int rep = 0; rep < 4; ++rep) {
+          const auto start = std::chrono::steady_clock::now();
+          candidates[c]->forward(stream, in.data(), kRows, out.data(), scratch);
+          const double ms =
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                  .count();
+          if (rep > 0 && (fastest == 0 || ms < fastest)) fastest = ms;  // rep 0 warms up
+        }
+        if (c == 0 || fastest < best_ms) {
+          best = c;
+          best_ms = fastest;
+        }
+      }
+      it = layout_choice.emplace(key, best).first;
+    }
+    return std::move(candidates[it->second]);
+  } catch (const dnnl::error& e) {
     return internal_error(fmt::format("oneDNN could not create a {} matmul primitive: {}",
                                       precision_name(precision), e.what()));
   }
-  return layer;
 }
 
 size_t Linear::owned_weight_bytes() const {

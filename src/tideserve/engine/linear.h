@@ -5,7 +5,9 @@
 // The token count M changes with every batch. Creating a primitive per M would cost a JIT
 // compile for every new batch shape, so the primitive is created once with a runtime M
 // (DNNL_RUNTIME_DIM_VAL); bench/engine/matmul_bench measures that choice against per-M
-// primitives.
+// primitives. Converted (bf16, int8) weights are stored in the plain "ba" layout or the blocked
+// one oneDNN prefers, whichever runs a 128-token batch faster (timed once per shape); a layout
+// whose only kernel is oneDNN's reference loop is never used unless allow_reference.
 //
 // Precisions (the weights' storage and the GEMM's input type; accumulation and output are fp32):
 //   kF32   the caller's [out, in] weight buffer is used in place (it is the "ba" layout of the
@@ -52,6 +54,9 @@ struct LinearSpec {
   // Distance between output rows; 0 = out_features. Lets several layers write column slices
   // of one wider buffer (Q, K and V into one [tokens, 3H] buffer).
   int64_t out_stride = 0;
+  // Accept a oneDNN reference kernel ("ref:any": thousands of times slower) when it is the only
+  // one for this precision and shape; otherwise create() refuses (kFailedPrecondition).
+  bool allow_reference = false;
 };
 
 // Per-call buffers of the bf16 and int8 paths (converted activations, per-call scales). One
@@ -90,6 +95,7 @@ class Linear {
   int64_t in_features_ = 0;
   int64_t out_stride_ = 0;
   dnnl::matmul::primitive_desc primitive_desc_;
+  dnnl::memory::desc weights_md_;  // the layout chosen for the weights
   dnnl::matmul primitive_;
   dnnl::memory weights_;
   dnnl::memory bias_;

@@ -53,4 +53,18 @@ const char* cpu_isa_name() {
   return "unknown";
 }
 
+std::vector<Precision> auto_precisions() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  std::vector<Precision> out;
+  if (isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx) {
+    out.push_back(Precision::kBf16);
+  }
+  if (isa == dnnl::cpu_isa::avx2_vnni || isa == dnnl::cpu_isa::avx512_core_vnni ||
+      isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx) {
+    out.push_back(Precision::kInt8);
+  }
+  out.push_back(Precision::kF32);
+  return out;
+}
+
 }  // namespace tideserve::engine

@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace tideserve::engine {
 
@@ -17,5 +18,11 @@ std::optional<Precision> parse_precision(std::string_view name);
 // The instruction set oneDNN dispatches to on this CPU, e.g. "avx2", "avx512_core_vnni": what
 // decides which precisions run, and how fast.
 const char* cpu_isa_name();
+
+// --dtype auto: the precisions to try on this CPU, fastest first, each within its accuracy bound
+// (engine tests): bf16 where oneDNN dispatches AVX512-BF16 or AMX, int8 (8-bit weights) where it
+// has VNNI (AVX-VNNI, AVX512-VNNI), then fp32. The encoder takes the first whose every layer gets
+// an optimized kernel.
+std::vector<Precision> auto_precisions();
 
 }  // namespace tideserve::engine

@@ -178,6 +178,7 @@ struct ModelInfo {
   std::string name;
   std::string version = "1";
   std::string dtype = "float32";
+  std::string matmul;  // the oneDNN implementations of its linear layers ("gemm:jit")
   ModelKind kind = ModelKind::kEmbedding;
   Pooling pooling = Pooling::kCls;  // default pooling (embedding models)
   std::string pooling_source;       // why that pooling: the file that declares it, or the flag

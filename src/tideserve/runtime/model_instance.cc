@@ -131,11 +131,23 @@ Result<std::unique_ptr<ModelInstance>> ModelInstance::load(const ModelOptions& o
         fmt::format("--max-batch-tokens {} is smaller than the max input length {}",
                     max_batch_tokens, max_input_length));
   }
-  auto encoder = engine::BertEncoder::create(
-      *instance->model_,
-      {.threads = options.engine.threads, .precision = options.engine.precision});
-  if (!encoder.is_ok()) return encoder.status();
-  instance->encoder_ = std::move(encoder).value();
+  // The precision asked for, or with --dtype auto the fastest this CPU runs on optimized
+  // kernels (a precision oneDNN only has a reference kernel for is refused by the encoder).
+  std::vector<Precision> precisions{options.engine.precision};
+  if (options.engine.auto_precision) precisions = auto_precisions();
+  Status refused;
+  for (Precision precision : precisions) {
+    auto encoder = engine::BertEncoder::create(
+        *instance->model_, {.threads = options.engine.threads,
+                            .precision = precision,
+                            .allow_reference_kernels = options.engine.allow_reference_kernels});
+    if (encoder.is_ok()) {
+      instance->encoder_ = std::move(encoder).value();
+      break;
+    }
+    refused = encoder.status();
+  }
+  if (!instance->encoder_) return refused;
   auto head = make_head(dir, *instance->model_);
   if (!head.is_ok()) return head.status();
   instance->runner_ = std::make_unique<EncoderRunner>(*instance->encoder_, std::move(head).value());
@@ -149,6 +161,7 @@ Result<std::unique_ptr<ModelInstance>> ModelInstance::load(const ModelOptions& o
   info.name = model_name(options);
   info.version = options.version;
   info.dtype = engine::precision_name(instance->encoder_->precision());
+  info.matmul = instance->encoder_->matmul_impl();
   info.kind = dir.kind;
   info.pooling = pooling;
   info.pooling_source = dir.kind == ModelKind::kEmbedding

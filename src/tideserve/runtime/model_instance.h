@@ -32,6 +32,7 @@ class BertEncoder;
 namespace tideserve::runtime {
 
 using Precision = engine::Precision;
+using engine::auto_precisions;
 using engine::cpu_isa_name;
 using engine::parse_precision;
 using engine::precision_name;
@@ -40,6 +41,10 @@ using engine::precision_name;
 struct EngineOptions {
   int threads = 0;  // 0 = usable_cpus(): the affinity mask, capped by a cgroup CPU quota
   Precision precision = Precision::kF32;
+  // --dtype auto: `precision` is ignored; the first of engine::auto_precisions() whose layers
+  // all get an optimized kernel.
+  bool auto_precision = false;
+  bool allow_reference_kernels = false;  // --allow-reference-kernels (debugging)
 };
 
 struct ModelOptions {

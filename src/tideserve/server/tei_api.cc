@@ -1,4 +1,6 @@
 // TEI-style routes: POST /embed, POST /tokenize, GET /info.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "tideserve/server/api.h"
@@ -139,10 +141,15 @@ void tei_info(Api& api, const CallPtr& call) {
   std::vector<runtime::ServedModel> served;
   if (repository != nullptr) {
     const auto target = call->request.target();
-    const std::string_view query = std::string_view(target.data(), target.size());
+    const std::string_view url(target.data(), target.size());
     auto [name, version] = Api::requested_model(*call);
-    if (const size_t q = query.find("?model="); q != std::string_view::npos) {
-      name = std::string(query.substr(q + 7, query.find('&', q) - q - 7));
+    // ?model=NAME (among the query's parameters)
+    const size_t q = url.find('?');
+    std::string_view query = q == std::string_view::npos ? std::string_view() : url.substr(q + 1);
+    while (!query.empty()) {
+      const std::string_view param = query.substr(0, query.find('&'));
+      if (param.substr(0, 6) == "model=") name = std::string(param.substr(6));
+      query.remove_prefix(std::min(query.size(), param.size() + 1));
     }
     auto found = repository->find(name, version);
     if (!found.is_ok() && !name.empty()) return api.reply_status(call, found.status());
@@ -160,7 +167,7 @@ void tei_info(Api& api, const CallPtr& call) {
   w.begin_object();
   w.field("model_id", service != nullptr ? info.name : api.options().model_id);
   w.field("model_version", service != nullptr ? info.version : api.options().model_version);
-  w.field("model_dtype", info.dtype);
+  w.field("model_dtype", info.dtype).field("matmul", info.matmul);
   // TEI's model_type: {"embedding": {"pooling"}} or {"classifier"|"reranker": {"id2label",
   // "label2id"}}.
   w.key("model_type").begin_object().key(runtime::model_kind_name(info.kind)).begin_object();
