@@ -395,6 +395,12 @@ class TwoModelsTest(unittest.TestCase):
         self.assertEqual(sorted(m["id"] for m in body["data"]), ["alpha", "beta"])
         status, _, body = server.get_json("/v2/models/beta")
         self.assertEqual(body["versions"], ["7"])
+        for query, name in (("?model=beta", "beta"), ("?pretty=1&model=alpha", "alpha")):
+            status, _, body = server.get_json("/info" + query)
+            self.assertEqual((status, body["model_id"]), (200, name), body)
+            self.assertEqual(body["models"], [{"name": "alpha", "versions": ["1"]},
+                                              {"name": "beta", "versions": ["7"]}])
+        self.assertEqual(server.get_json("/info?model=gamma")[0], 404)
         status, _, body = server.post_json("/v2/models/beta/versions/3/infer", infer_body(TEXTS),
                                            api)
         self.assertEqual(status, 404, body)
