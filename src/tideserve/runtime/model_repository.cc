@@ -229,6 +229,15 @@ int64_t estimate_load_bytes(const std::string& dir) {
   return bytes + (int64_t{64} << 20);
 }
 
+Result<LoadedVersion> load_model_instance(const ModelOptions& options) {
+  auto loaded = ModelInstance::load(options);
+  if (!loaded.is_ok()) return loaded.status();
+  std::shared_ptr<ModelInstance> instance(std::move(loaded).value());
+  // The service keeps its instance alive: released with the last holder of the service.
+  return LoadedVersion{std::shared_ptr<EmbeddingService>(instance, &instance->service()),
+                       instance->report()};
+}
+
 // ---------------------------------------------------------------------------------------------
 
 struct ModelRepository::Version {
@@ -577,13 +586,12 @@ Status ModelRepository::load_version(const std::string& name, const std::string&
   }
 
   const int64_t before = resident_bytes();
-  auto loaded = ModelInstance::load(options);
+  auto loaded = options_.loader(options);
   if (!loaded.is_ok()) return fail(loaded.status());
   const int64_t memory = std::max<int64_t>(resident_bytes() - before, 0);
-  std::shared_ptr<ModelInstance> instance(std::move(loaded).value());
-  std::shared_ptr<EmbeddingService> service(instance, &instance->service());
-  const ModelInfo& info = instance->info();
-  const LoadReport& report = instance->report();
+  std::shared_ptr<EmbeddingService> service = std::move(loaded->service);
+  const ModelInfo& info = service->info();
+  const LoadReport& report = loaded->report;
   if (observer_.loaded) observer_.loaded(*service, report, memory);
   log_event(LogLevel::kInfo, "model_loaded",
             {{"model", dir},

@@ -83,6 +83,18 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
 // or converted) plus a margin for the encoder's workspace.
 int64_t estimate_load_bytes(const std::string& dir);
 
+// A version loaded: its service (holding whatever it runs on) and how the load went.
+struct LoadedVersion {
+  std::shared_ptr<EmbeddingService> service;
+  LoadReport report;
+};
+// Builds one version from its options (model_dir, name, version set): ModelInstance::load in
+// production; the runtime tests give a fake-engine one, so that ThreadSanitizer sees the
+// repository's own concurrency.
+using VersionLoader = std::function<Result<LoadedVersion>(const ModelOptions& options)>;
+// The production loader: ModelInstance::load, its service aliasing the instance.
+Result<LoadedVersion> load_model_instance(const ModelOptions& options);
+
 struct RepositoryOptions {
   std::string root;  // --model-repository; empty: the one model of `defaults.model_dir`
   ModelControl control = ModelControl::kNone;
@@ -98,6 +110,7 @@ struct RepositoryOptions {
   // pooling and limits; tideserve.json overrides per model. With no root, model_dir, name and
   // version are the one model's.
   ModelOptions defaults;
+  VersionLoader loader = load_model_instance;
 };
 
 enum class VersionState { kLoading, kReady, kUnavailable };
