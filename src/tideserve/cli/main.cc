@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "tideserve/cli/bench_command.h"
 #include "tideserve/cli/embed_command.h"
 #include "tideserve/cli/serve_command.h"
 #include "tideserve/cli/tokenize_command.h"
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   tideserve::cli::add_embed_command(app);
   tideserve::cli::add_tokenize_command(app);
   tideserve::cli::add_healthcheck_command(app);
+  tideserve::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -9,14 +9,9 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-
 #include "tideserve/cli/cli_error.h"
 #include "tideserve/cli/common_options.h"
+#include "tideserve/loadgen/load_generator.h"
 #include "tideserve/server/serve.h"
 #include "tideserve/util/log.h"
 
@@ -271,53 +266,6 @@ void add_serve_command(CLI::App& app) {
   cmd->callback([args]() { throw CLI::RuntimeError(run_serve(*args)); });
 }
 
-namespace {
-
-// GET `url` (http://host:port/path) with a short timeout; true on 200.
-bool http_get_ok(const std::string& url, std::string& error) {
-  namespace beast = boost::beast;
-  namespace http = beast::http;
-  using tcp = boost::asio::ip::tcp;
-  constexpr std::string_view kScheme = "http://";
-  if (url.rfind(kScheme, 0) != 0) {
-    error = "only http:// URLs are supported: " + url;
-    return false;
-  }
-  std::string rest = url.substr(kScheme.size());
-  const size_t slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  std::string target = slash == std::string::npos ? "/" : rest.substr(slash);
-  std::string host = authority, port = "80";
-  if (const size_t colon = authority.rfind(':'); colon != std::string::npos) {
-    host = authority.substr(0, colon);
-    port = authority.substr(colon + 1);
-  }
-  try {
-    boost::asio::io_context io;
-    tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(3));
-    stream.connect(resolver.resolve(host, port));
-    http::request<http::empty_body> request{http::verb::get, target, 11};
-    request.set(http::field::host, authority);
-    request.set(http::field::connection, "close");
-    http::write(stream, request);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    http::read(stream, buffer, response);
-    if (response.result_int() != 200) {
-      error = url + " answered " + std::to_string(response.result_int());
-      return false;
-    }
-    return true;
-  } catch (const std::exception& e) {
-    error = url + ": " + e.what();
-    return false;
-  }
-}
-
-}  // namespace
-
 void add_healthcheck_command(CLI::App& app) {
   auto url = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
@@ -332,7 +280,16 @@ void add_healthcheck_command(CLI::App& app) {
           std::string("http://127.0.0.1:") + (port != nullptr && *port ? port : "8000") + "/health";
     }
     std::string error;
-    if (http_get_ok(target, error)) throw CLI::RuntimeError(0);
+    auto parsed = loadgen::parse_url(target);
+    if (!parsed.is_ok()) {
+      error = parsed.status().message();
+    } else if (auto answer = loadgen::http_get(*parsed, parsed->path); !answer.is_ok()) {
+      error = answer.status().message();
+    } else if (answer->status == 200) {
+      throw CLI::RuntimeError(0);
+    } else {
+      error = target + " answered " + std::to_string(answer->status);
+    }
     std::fprintf(stderr, "tideserve: unhealthy: %s\n", error.c_str());
     throw CLI::RuntimeError(1);
   });
