@@ -107,6 +107,26 @@ class BenchTest(th.ServerCase, unittest.TestCase):
             self.assertGreater(s["mean_batch_size"], 0)
         self.assertIn("capacity within p99 <= 1 ms", r.stdout)
 
+    def test_bodies_and_texts_from_files(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+            f.write('{"inputs": "hello 世界"}\n\n{"inputs": ["a", "b"]}\n')
+        self.addCleanup(os.unlink, f.name)
+        before = self.requests_seen("/tokenize")
+        summary, _ = self.bench("--route", "/tokenize", "--bodies", f.name, "-c", "2",
+                                "--duration", "1")
+        self.assertEqual(summary["errors"], 0)
+        self.assertGreaterEqual(self.requests_seen("/tokenize") - before, summary["requests"])
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as t:
+            t.write("第一句\nsecond line\n")
+        self.addCleanup(os.unlink, t.name)
+        summary, _ = self.bench("--route", "/embed", "--texts", t.name, "--batch", "3", "-c", "2",
+                                "--duration", "1")
+        self.assertEqual(summary["errors"], 0)
+        r = subprocess.run([BINARY, "bench", "--texts", os.devnull, "--duration", "1"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("no text", r.stderr)
+
     def test_bad_arguments_say_why(self):
         r = subprocess.run([BINARY, "bench", "--url", "ftp://x", "--duration", "1"],
                            capture_output=True, text=True, timeout=60)

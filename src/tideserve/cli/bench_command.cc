@@ -62,29 +62,28 @@ std::string json_string(const std::string& s) {
   return out;
 }
 
+// The non-empty lines of `path`; `what` names one in the error for a file without any.
+Result<std::vector<std::string>> read_lines(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) return not_found(path + ": cannot be read");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  if (lines.empty()) return invalid_argument(path + ": no " + what + " (one per line)");
+  return lines;
+}
+
 // The request bodies for the route, one per text (or per --batch texts).
 Result<std::vector<std::string>> make_bodies(const BenchArgs& a) {
-  std::vector<std::string> bodies;
-  if (!a.bodies_file.empty()) {
-    std::ifstream in(a.bodies_file);
-    if (!in) return not_found(a.bodies_file + ": cannot be read");
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) bodies.push_back(line);
-    }
-    if (bodies.empty()) return invalid_argument(a.bodies_file + ": no body (one JSON per line)");
-    return bodies;
-  }
-  std::vector<std::string> texts;
+  if (!a.bodies_file.empty()) return read_lines(a.bodies_file, "JSON body");
+  std::vector<std::string> texts = default_texts();
   if (!a.texts_file.empty()) {
-    std::ifstream in(a.texts_file);
-    if (!in) return not_found(a.texts_file + ": cannot be read");
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty()) texts.push_back(line);
-    }
-    if (texts.empty()) return invalid_argument(a.texts_file + ": no text (one per line)");
-  } else {
-    texts = default_texts();
+    auto lines = read_lines(a.texts_file, "text");
+    if (!lines.is_ok()) return lines.status();
+    texts = std::move(lines).value();
   }
+  std::vector<std::string> bodies;
   const std::string model = a.model.empty() ? "" : json_string(a.model);
   for (size_t i = 0; i < texts.size(); ++i) {
     std::string list;
@@ -99,9 +98,10 @@ Result<std::vector<std::string>> make_bodies(const BenchArgs& a) {
       bodies.push_back("{\"input\":[" + list + "]" + (model.empty() ? "" : ",\"model\":" + model) +
                        "}");
     } else if (a.route.rfind("/v2/models/", 0) == 0) {
-      bodies.push_back(fmt::format(
-          "{{\"inputs\":[{{\"name\":\"text\",\"shape\":[{}],\"datatype\":\"BYTES\",\"data\":[{}]}}]}}",
-          a.batch, list));
+      bodies.push_back(
+          fmt::format("{{\"inputs\":[{{\"name\":\"text\",\"shape\":[{}],\"datatype\":\"BYTES\","
+                      "\"data\":[{}]}}]}}",
+                      a.batch, list));
     } else {
       return invalid_argument("no body template for " + a.route +
                               " (/predict, /embed, /v1/embeddings, /v2/models/{name}/infer): "
@@ -157,7 +157,8 @@ int run_bench(BenchArgs& a) {
   if (!bodies.is_ok()) return fail(bodies.status());
   target->bodies = std::move(bodies).value();
   a.load.mode = a.mode == "open" ? loadgen::Mode::kOpen : loadgen::Mode::kClosed;
-  a.load.arrival = a.arrival == "constant" ? loadgen::Arrival::kConstant : loadgen::Arrival::kPoisson;
+  a.load.arrival =
+      a.arrival == "constant" ? loadgen::Arrival::kConstant : loadgen::Arrival::kPoisson;
   if (!a.schedule_file.empty()) {
     std::ifstream in(a.schedule_file);
     if (!in) return fail(not_found(a.schedule_file + ": cannot be read"));
@@ -171,7 +172,8 @@ int run_bench(BenchArgs& a) {
   const bool tty = !a.quiet && isatty(STDERR_FILENO) == 1;
   auto progress = [tty](const loadgen::Progress& p) {
     if (!tty) return;
-    std::fprintf(stderr, "\r%6.1f s  %8lld done  %7.1f req/s  p50 %7.1f ms  p99 %7.1f ms  %lld errors ",
+    std::fprintf(stderr,
+                 "\r%6.1f s  %8lld done  %7.1f req/s  p50 %7.1f ms  p99 %7.1f ms  %lld errors ",
                  p.elapsed_s, static_cast<long long>(p.done),
                  p.elapsed_s > 0 ? static_cast<double>(p.done) / p.elapsed_s : 0.0, p.p50_ms,
                  p.p99_ms, static_cast<long long>(p.errors));
@@ -184,8 +186,9 @@ int run_bench(BenchArgs& a) {
     std::string json = fmt::format("{{\"url\":{},\"route\":{},\"slo_p99_ms\":{},\"steps\":[",
                                    json_string(a.url), json_string(a.route), a.slo_p99_ms);
     double rate = a.profile_start_rate, capacity = 0;
-    fmt::print("| offered req/s | throughput | p50 ms | p90 ms | p99 ms | errors | mean batch | "
-               "generator lag p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    fmt::print(
+        "| offered req/s | throughput | p50 ms | p90 ms | p99 ms | errors | mean batch | "
+        "generator lag p99 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int step = 0; step < a.profile_max_steps; ++step, rate *= a.profile_step) {
       loadgen::LoadOptions o = a.load;
       o.mode = loadgen::Mode::kOpen;
@@ -218,15 +221,17 @@ int run_bench(BenchArgs& a) {
                  r->offered_rate, s.throughput, s.p50_ms, s.p90_ms, s.p99_ms, s.errors, mean_batch,
                  s.lag_p99_ms);
       std::fflush(stdout);
-      json += fmt::format("{}{{\"offered_rate\":{:.3f},\"within_slo\":{},\"not_sent\":{},"
-                          "\"mean_batch_size\":{},",
-                          step ? "," : "", r->offered_rate, within ? "true" : "false",
-                          r->not_sent, std::isnan(mean_batch) ? "null" : fmt::format("{:.3f}", mean_batch));
+      json += fmt::format(
+          "{}{{\"offered_rate\":{:.3f},\"within_slo\":{},\"not_sent\":{},"
+          "\"mean_batch_size\":{},",
+          step ? "," : "", r->offered_rate, within ? "true" : "false", r->not_sent,
+          std::isnan(mean_batch) ? "null" : fmt::format("{:.3f}", mean_batch));
       write_summary_json(json, s);
       json += "}";
       if (lagging(s)) {
-        std::fprintf(stderr, "tideserve bench: the generator lagged its schedule (p99 %.1f ms) at "
-                             "%.1f req/s: give it --threads\n",
+        std::fprintf(stderr,
+                     "tideserve bench: the generator lagged its schedule (p99 %.1f ms) at "
+                     "%.1f req/s: give it --threads\n",
                      s.lag_p99_ms, r->offered_rate);
       }
       if (!within) break;
@@ -234,8 +239,8 @@ int run_bench(BenchArgs& a) {
     }
     json += fmt::format("],\"capacity_rps\":{:.3f}}}\n", capacity);
     std::ofstream(a.profile_out) << json;
-    fmt::print("capacity within p99 <= {} ms: {:.1f} req/s (profile: {})\n", a.slo_p99_ms,
-               capacity, a.profile_out);
+    fmt::print("capacity within p99 <= {} ms: {:.1f} req/s (profile: {})\n", a.slo_p99_ms, capacity,
+               a.profile_out);
     return 0;
   }
 
@@ -244,8 +249,9 @@ int run_bench(BenchArgs& a) {
   if (!result.is_ok()) return fail(result.status());
   const loadgen::Summary s = loadgen::summarize(result->samples, result->duration_s);
   const bool open = a.load.mode == loadgen::Mode::kOpen;
-  fmt::print("| route | mode | requests | throughput req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | "
-             "max ms | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  fmt::print(
+      "| route | mode | requests | throughput req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | "
+      "max ms | errors |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   fmt::print("| {} | {} | {} | {:.1f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {} |\n",
              a.route,
              open ? fmt::format("open {:.1f} req/s offered", result->offered_rate)
@@ -258,9 +264,10 @@ int run_bench(BenchArgs& a) {
   }
   fmt::print("statuses: {}\n", statuses.empty() ? "none" : statuses);
   if (open) {
-    fmt::print("generator lag behind its schedule: p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms; "
-               "not sent at the end: {}\n",
-               s.lag_p50_ms, s.lag_p99_ms, s.lag_max_ms, result->not_sent);
+    fmt::print(
+        "generator lag behind its schedule: p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms; "
+        "not sent at the end: {}\n",
+        s.lag_p50_ms, s.lag_p99_ms, s.lag_max_ms, result->not_sent);
     if (lagging(s) || result->not_sent > 0) {
       std::fprintf(stderr,
                    "tideserve bench: warning: the generator fell behind its schedule (lag p99 "
