@@ -29,7 +29,7 @@ TEST(ArrivalTest, PoissonArrivalsHaveTheRateAndExponentialGaps) {
   for (double g : gaps) var += (g - mean) * (g - mean);
   var /= gaps.size();
   EXPECT_NEAR(mean, 1 / rate, 0.03 / rate);
-  EXPECT_NEAR(std::sqrt(var) / mean, 1.0, 0.05);  // exponential: sd == mean
+  EXPECT_NEAR(std::sqrt(var) / mean, 1.0, 0.05);                          // exponential: sd == mean
   EXPECT_EQ(arrival_times(Arrival::kPoisson, rate, {}, duration, 7), t);  // seeded
   EXPECT_NE(arrival_times(Arrival::kPoisson, rate, {}, duration, 8), t);
 }

@@ -12,13 +12,13 @@
 #include <sstream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
 
 namespace tideserve::loadgen {
 
@@ -46,9 +46,8 @@ Result<std::vector<RatePoint>> parse_rate_schedule(const std::string& csv) {
       rate = std::stod(line.substr(comma + 1));
     } catch (const std::exception&) {
       if (number == 1 && points.empty()) continue;  // a header line
-      return invalid_argument(
-          fmt::format("rate schedule line {}: '{}' is not 'seconds,requests_per_second'", number,
-                      line));
+      return invalid_argument(fmt::format(
+          "rate schedule line {}: '{}' is not 'seconds,requests_per_second'", number, line));
     }
     if (!std::isfinite(at) || !std::isfinite(rate) || at < 0 || rate < 0 ||
         (!points.empty() && at <= points.back().at_s)) {
@@ -132,9 +131,9 @@ Result<HttpAnswer> http_get(const Target& target, const std::string& path, doubl
 
 double quantile(std::vector<double>& values, double q) {
   if (values.empty()) return 0;
-  const auto rank = static_cast<size_t>(
-      std::clamp<double>(std::ceil(q * static_cast<double>(values.size())) - 1, 0,
-                         static_cast<double>(values.size() - 1)));
+  const auto rank =
+      static_cast<size_t>(std::clamp<double>(std::ceil(q * static_cast<double>(values.size())) - 1,
+                                             0, static_cast<double>(values.size() - 1)));
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(rank),
                    values.end());
   return values[rank];
@@ -218,7 +217,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 class Shard {
  public:
   Shard(Shared& shared, int index, int clients, std::vector<double> arrivals)
-      : shared_(shared), index_(index), clients_(clients), arrivals_(std::move(arrivals)),
+      : shared_(shared),
+        index_(index),
+        clients_(clients),
+        arrivals_(std::move(arrivals)),
         arrival_timer_(io_) {}
 
   void run() {
@@ -367,21 +369,20 @@ void Connection::send() {
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
     if (!ec) self->socket_.close();  // the pending read fails: counted as an error
   });
-  http::async_write(socket_, request_,
-                    [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                      if (ec) return self->fail();
-                      http::async_read(
-                          self->socket_, self->buffer_, self->response_,
-                          [self](const boost::system::error_code& ec2, size_t) {
-                            if (ec2) return self->fail();
-                            if (!self->response_.keep_alive()) {
-                              boost::system::error_code ignored;
-                              self->socket_.close(ignored);
-                              self->connected_ = false;
-                            }
-                            self->finish(static_cast<int>(self->response_.result_int()));
-                          });
-                    });
+  http::async_write(
+      socket_, request_, [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+        if (ec) return self->fail();
+        http::async_read(self->socket_, self->buffer_, self->response_,
+                         [self](const boost::system::error_code& ec2, size_t) {
+                           if (ec2) return self->fail();
+                           if (!self->response_.keep_alive()) {
+                             boost::system::error_code ignored;
+                             self->socket_.close(ignored);
+                             self->connected_ = false;
+                           }
+                           self->finish(static_cast<int>(self->response_.result_int()));
+                         });
+      });
 }
 
 void Connection::fail() {
@@ -426,8 +427,8 @@ Result<LoadResult> run_load(const Target& target, const LoadOptions& options,
 
   std::vector<double> arrivals;
   if (options.mode == Mode::kOpen) {
-    arrivals = arrival_times(options.arrival, options.rate, options.schedule, shared.end_s,
-                             options.seed);
+    arrivals =
+        arrival_times(options.arrival, options.rate, options.schedule, shared.end_s, options.seed);
   }
   std::vector<std::unique_ptr<Shard>> parts;
   for (int i = 0; i < shards; ++i) {

@@ -65,23 +65,23 @@ Result<HttpAnswer> http_get(const Target& target, const std::string& path, doubl
 
 struct LoadOptions {
   Mode mode = Mode::kClosed;
-  int concurrency = 8;        // closed: clients; open: connections at most
-  double rate = 10;           // open: requests/s (without a schedule)
+  int concurrency = 8;  // closed: clients; open: connections at most
+  double rate = 10;     // open: requests/s (without a schedule)
   Arrival arrival = Arrival::kPoisson;
   std::vector<RatePoint> schedule;  // open: the rate over time
-  double duration_s = 10;     // measured
-  double warmup_s = 0;        // run first, not measured
-  int threads = 1;            // shards
+  double duration_s = 10;           // measured
+  double warmup_s = 0;              // run first, not measured
+  int threads = 1;                  // shards
   uint64_t seed = 1;
-  double timeout_s = 60;      // per request; a timeout counts as an error (status 0)
+  double timeout_s = 60;  // per request; a timeout counts as an error (status 0)
 };
 
 // One answered (or failed) request of the measured window.
 struct Sample {
   double scheduled_s = 0;  // open loop: its arrival; closed: when it was sent
   double sent_s = 0;
-  double latency_ms = 0;   // answer - scheduled
-  int status = 0;          // HTTP status; 0: connection error or timeout
+  double latency_ms = 0;  // answer - scheduled
+  int status = 0;         // HTTP status; 0: connection error or timeout
 };
 
 // Live figures while it runs (for a progress line).
@@ -106,10 +106,10 @@ Result<LoadResult> run_load(const Target& target, const LoadOptions& options,
 // Figures of a set of samples.
 struct Summary {
   int64_t requests = 0;
-  int64_t ok = 0;      // 2xx
-  int64_t errors = 0;  // status 0 or >= 400
+  int64_t ok = 0;                                  // 2xx
+  int64_t errors = 0;                              // status 0 or >= 400
   std::vector<std::pair<int, int64_t>> by_status;  // ascending status
-  double throughput = 0;                            // answered requests / duration
+  double throughput = 0;                           // answered requests / duration
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, p999_ms = 0, max_ms = 0, mean_ms = 0;
   double lag_p50_ms = 0, lag_p99_ms = 0, lag_max_ms = 0;  // sent - scheduled (open loop)
 };
