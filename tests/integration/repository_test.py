@@ -334,6 +334,23 @@ class BrokenVersionTest(unittest.TestCase):
         self.assertEqual(body["model_version"], "2")
         self.assertEqual(server.stop(), 0, server.log_text())
 
+    def test_a_pinned_version_serves_whatever_is_newer(self):
+        repo = Repo()
+        self.addCleanup(repo.cleanup)
+        v1, v2 = repo.source("v1", 1), repo.source("v2", 2)
+        model_dir = repo.model_dir("m")
+        copy_in(v1, model_dir, 1)
+        copy_in(v2, model_dir, 2)
+        server = th.Server(BINARY, "--model-repository", repo.root, "--admin-key",
+                           "admin-secret", model=None, env={"PIN_VERSIONS": "m=1"}).start()
+        self.addCleanup(lambda: server.proc.poll() is None and server.kill())
+        status, _, body = server.post_json("/v2/models/m/infer", infer_body(TEXTS))
+        self.assertEqual((status, body["model_version"]), (200, "1"), body)
+        entries = index(server)
+        self.assertEqual(entries[("m", "1")]["state"], "READY")
+        self.assertEqual(entries[("m", "2")]["reason"], "not in the version policy")
+        self.assertEqual(server.stop(), 0, server.log_text())
+
     def test_a_load_over_the_memory_limit_is_refused_with_the_reason(self):
         repo = Repo()
         self.addCleanup(repo.cleanup)

@@ -244,5 +244,30 @@ TEST_F(ModelRepositoryTest, TheMemoryLimitRefusesALoadWithTheReason) {
   EXPECT_EQ(r.find("m").status().code(), StatusCode::kUnavailable);
 }
 
+TEST_F(ModelRepositoryTest, PollPicksUpNewModelsAndUnloadsRemovedOnes) {
+  add_version("a", "1");
+  RepositoryOptions o = options(ModelControl::kPoll);
+  o.poll_seconds = 0.05;
+  ModelRepository r(o);
+  ASSERT_TRUE(r.start().is_ok());
+  auto held = r.find("a");
+  ASSERT_TRUE(held.is_ok());
+  std::weak_ptr<EmbeddingService> watch = *held;
+  add_version("b", "3");
+  auto wait_for = [&](auto done) {
+    for (int i = 0; i < 1000 && !done(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return done();
+  };
+  EXPECT_TRUE(wait_for([&] { return r.find("b").is_ok(); }));
+  fs::remove_all(root_ / "a");
+  EXPECT_TRUE(wait_for([&] { return r.find("a").status().code() == StatusCode::kNotFound; }));
+  EXPECT_TRUE(r.find("b").is_ok());
+  EXPECT_FALSE(watch.expired());  // still held by this "request"
+  held = Result<std::shared_ptr<EmbeddingService>>(unavailable("dropped"));
+  EXPECT_TRUE(wait_for([&] { return watch.expired(); }));
+}
+
 }  // namespace
 }  // namespace tideserve::runtime
