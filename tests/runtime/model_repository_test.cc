@@ -111,6 +111,15 @@ TEST(ModelConfigTest, ParsesEveryKeyAndRefusesUnknownOnes) {
             std::string::npos);
 }
 
+TEST(ModelConfigTest, VersionNumbersArePositiveIntegersOfAtMost18Digits) {
+  EXPECT_EQ(parse_version_number("7"), 7);
+  EXPECT_EQ(parse_version_number("010"), 10);
+  EXPECT_EQ(parse_version_number("999999999999999999"), 999999999999999999);
+  for (const char* bad : {"", "0", "00", "-1", "v2", "2a", ".3.tmp", "1234567890123456789"}) {
+    EXPECT_FALSE(parse_version_number(bad)) << bad;
+  }
+}
+
 TEST_F(ModelRepositoryTest, LatestPolicyServesTheHighestVersionsAndIgnoresDotNames) {
   add_version("m", "2");
   add_version("m", "10");  // numeric order: 10 > 2

@@ -73,13 +73,14 @@ int run_serve(ServeArgs& args) {
   repository.memory_limit = *memory;
   for (const std::string& pin : args.pins) {
     const size_t eq = pin.find('=');
-    const std::string version = eq == std::string::npos ? "" : pin.substr(eq + 1);
-    if (eq == 0 || version.empty() || version.size() > 18 ||
-        version.find_first_not_of("0123456789") != std::string::npos || std::stoll(version) < 1) {
+    const auto version = eq == std::string::npos
+                             ? std::nullopt
+                             : runtime::parse_version_number(std::string_view(pin).substr(eq + 1));
+    if (eq == 0 || !version) {
       return fail(
           invalid_argument("bad --pin-version '" + pin + "' (NAME=VERSION, a positive integer)"));
     }
-    repository.pinned_versions[pin.substr(0, eq)] = std::stoll(version);
+    repository.pinned_versions[pin.substr(0, eq)] = *version;
   }
   if (!o.api.admin_key.empty() && o.api.admin_key == o.api.api_key) {
     return fail(invalid_argument("--admin-key must differ from --api-key"));

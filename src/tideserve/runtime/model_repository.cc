@@ -86,6 +86,13 @@ Result<int64_t> positive(simdjson::dom::element value, const std::string& path,
 
 }  // namespace
 
+std::optional<int64_t> parse_version_number(std::string_view name) {
+  if (!all_digits(name) || name.size() > 18) return std::nullopt;
+  const int64_t number = std::stoll(std::string(name));
+  if (number < 1) return std::nullopt;
+  return number;
+}
+
 std::optional<ModelControl> parse_model_control(std::string_view name) {
   if (name == "none") return ModelControl::kNone;
   if (name == "poll") return ModelControl::kPoll;
@@ -412,12 +419,9 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
        it.increment(ec)) {
     const std::string version = it->path().filename().string();
     std::error_code e;
-    // A positive integer (at most 18 digits), and a directory: anything else (a dot name being
-    // copied in, a file) is not a version.
-    if (!all_digits(version) || version.size() > 18 || !it->is_directory(e) ||
-        VersionLess{}(version, "1")) {
-      continue;
-    }
+    // A version number, and a directory: anything else (a dot name being copied in, a file) is
+    // not a version.
+    if (!parse_version_number(version) || !it->is_directory(e)) continue;
     on_disk.emplace_back(version, it->path().string());
   }
   std::sort(on_disk.begin(), on_disk.end(),
@@ -447,10 +451,8 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
 
   auto serving = [&](const std::string& version) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = models_.find(name);
-    if (it == models_.end()) return false;
-    auto v = it->second->versions.find(version);
-    return v != it->second->versions.end() && v->second.service != nullptr;
+    const Version* v = version_locked(name, version);
+    return v != nullptr && v->service != nullptr;
   };
   // Whether a failed version is worth another try: its files changed, or the operator asked.
   auto worth_loading = [&](const std::string& version, const std::string& dir) {
@@ -458,11 +460,10 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
     std::string failed;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = models_.find(name);
-      if (it == models_.end()) return false;
-      const Version& v = it->second->versions[version];
-      if (v.load_failures == 0) return true;
-      failed = v.failed_fingerprint;
+      const Version* v = version_locked(name, version);
+      if (v == nullptr) return false;
+      if (v->load_failures == 0) return true;
+      failed = v->failed_fingerprint;
     }
     return failed != fingerprint(dir);
   };
@@ -490,7 +491,7 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
     for (const auto& [version, dir] : on_disk) {
       const bool listed = policy.kind == VersionPolicy::Kind::kAll ||
                           std::find(policy.versions.begin(), policy.versions.end(),
-                                    std::stoll(version)) != policy.versions.end();
+                                    *parse_version_number(version)) != policy.versions.end();
       if (!listed) continue;
       if (serving(version)) {
         keep.push_back(version);
@@ -529,15 +530,13 @@ Status ModelRepository::sync_model(const std::string& name, bool force_retry) {
 
 Status ModelRepository::load_version(const std::string& name, const std::string& version,
                                      const std::string& dir, const ModelConfig& config) {
-  auto set_state = [&](VersionState state, std::string reason) {
+  {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = models_.find(name);
-    if (it == models_.end()) return;
-    Version& v = it->second->versions[version];
-    v.state = state;
-    v.reason = std::move(reason);
-  };
-  set_state(VersionState::kLoading, "loading");
+    if (Version* v = version_locked(name, version)) {
+      v->state = VersionState::kLoading;
+      v->reason = "loading";
+    }
+  }
   log_event(LogLevel::kInfo, "loading_model",
             {{"model", dir}, {"model_id", name}, {"version", version}});
 
@@ -545,13 +544,11 @@ Status ModelRepository::load_version(const std::string& name, const std::string&
     std::string files = fingerprint(dir);  // read before the lock: it walks the directory
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = models_.find(name);
-      if (it != models_.end()) {
-        Version& v = it->second->versions[version];
-        v.state = VersionState::kUnavailable;
-        v.reason = "failed to load: " + st.message();
-        ++v.load_failures;
-        v.failed_fingerprint = std::move(files);
+      if (Version* v = version_locked(name, version)) {
+        v->state = VersionState::kUnavailable;
+        v->reason = "failed to load: " + st.message();
+        ++v->load_failures;
+        v->failed_fingerprint = std::move(files);
       }
     }
     log_event(LogLevel::kError, "model_load_failed",
@@ -611,19 +608,24 @@ Status ModelRepository::load_version(const std::string& name, const std::string&
              {"duration_ms", report.load_ms},
              {"warm_up_ms", report.warm_up_ms}});
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = models_.find(name);
-  if (it == models_.end()) {
+  Version* v = version_locked(name, version);
+  if (v == nullptr) {
     // Removed while it loaded: never published, released after the lock.
     retiring_.push_back(std::move(service));
     return not_found(fmt::format("model '{}' was removed while it loaded", name));
   }
-  Version& v = it->second->versions[version];
-  v.state = VersionState::kReady;
-  v.reason.clear();
-  v.memory_bytes = memory;
-  v.failed_fingerprint.clear();
-  v.service = std::move(service);
+  v->state = VersionState::kReady;
+  v->reason.clear();
+  v->memory_bytes = memory;
+  v->failed_fingerprint.clear();
+  v->service = std::move(service);
   return Status::ok();
+}
+
+ModelRepository::Version* ModelRepository::version_locked(const std::string& name,
+                                                          const std::string& version) {
+  auto it = models_.find(name);
+  return it == models_.end() ? nullptr : &it->second->versions[version];
 }
 
 void ModelRepository::retire_locked(Model& model, const std::string& version,
@@ -726,13 +728,17 @@ void ModelRepository::control_loop() {
   }
 }
 
+bool ModelRepository::explicit_only(const std::function<void(Status)>& done) const {
+  if (options_.control == ModelControl::kExplicit) return true;
+  done(Status(StatusCode::kFailedPrecondition,
+              fmt::format("the model control mode is {}: load and unload need --model-control "
+                          "explicit",
+                          model_control_name(options_.control))));
+  return false;
+}
+
 void ModelRepository::load(const std::string& name, std::function<void(Status)> done) {
-  if (options_.control != ModelControl::kExplicit) {
-    return done(Status(StatusCode::kFailedPrecondition,
-                       fmt::format("the model control mode is {}: load and unload need "
-                                   "--model-control explicit",
-                                   model_control_name(options_.control))));
-  }
+  if (!explicit_only(done)) return;
   post([this, name, done = std::move(done)] {
     std::error_code ec;
     if (name.empty() || name.front() == '.' || name.find('/') != std::string::npos ||
@@ -750,12 +756,7 @@ void ModelRepository::load(const std::string& name, std::function<void(Status)> 
 }
 
 void ModelRepository::unload(const std::string& name, std::function<void(Status)> done) {
-  if (options_.control != ModelControl::kExplicit) {
-    return done(Status(StatusCode::kFailedPrecondition,
-                       fmt::format("the model control mode is {}: load and unload need "
-                                   "--model-control explicit",
-                                   model_control_name(options_.control))));
-  }
+  if (!explicit_only(done)) return;
   post([this, name, done = std::move(done)] {
     std::vector<std::pair<std::string, std::string>> unloaded;
     {

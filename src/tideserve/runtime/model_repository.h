@@ -61,6 +61,10 @@ struct VersionPolicy {
   std::vector<int64_t> versions;  // kSpecific
 };
 
+// A version directory's name as its number: a positive integer of at most 18 digits; else
+// nullopt (a dot name being copied in, "v2", "0"). --pin-version takes the same numbers.
+std::optional<int64_t> parse_version_number(std::string_view name);
+
 // DIR/<name>/tideserve.json: the version policy and what the model overrides of the server's
 // flags. Every key is optional; an unknown key is an error (a typo must not pass silently).
 //   {"version_policy": ..., "pooling": "mean", "dtype": "bf16", "max_input_length": 256,
@@ -210,6 +214,11 @@ class ModelRepository {
   void retire_locked(Model& model, const std::string& version, const std::string& reason,
                      std::vector<std::pair<std::string, std::string>>& unloaded);
   void notify_unloaded(const std::vector<std::pair<std::string, std::string>>& unloaded);
+  // `name`'s `version` (created if the model has no such entry yet), or null when the model
+  // left the repository (mutex_ held).
+  Version* version_locked(const std::string& name, const std::string& version);
+  // load() and unload() run only in explicit mode: calls `done` with why not and returns false.
+  bool explicit_only(const std::function<void(Status)>& done) const;
   // Destroys the retired versions no request holds any more (control thread).
   void reap();
   std::vector<std::string> model_names_on_disk(Status& error) const;
