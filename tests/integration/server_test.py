@@ -1263,6 +1263,18 @@ class MetricsTest(ServerCase):
         self.assertIsNotNone(m(s, "tideserve_batch_tokens_count"))
         self.assertIsNotNone(m(s, "tideserve_queue_duration_seconds_count"))
         self.assertIsNotNone(m(s, "tideserve_inference_duration_seconds_count"))
+        # The process series agree with what the kernel says of the server's process.
+        with open("/proc/%d/stat" % self.server.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        kernel_cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        self.assertGreater(m(s, "process_cpu_seconds_total"), 0)
+        self.assertLessEqual(m(s, "process_cpu_seconds_total"), kernel_cpu + 0.1)
+        self.assertGreater(m(s, "process_cpu_seconds_total"), 0.5 * kernel_cpu - 0.1)
+        with open("/proc/%d/statm" % self.server.proc.pid) as f:
+            resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        self.assertAlmostEqual(m(s, "process_resident_memory_bytes"), resident,
+                               delta=0.2 * resident)
 
     def test_scrape_counts_itself_afterwards(self):
         before = th.metric(th.parse_prometheus(self.scrape()), "tideserve_requests_total",

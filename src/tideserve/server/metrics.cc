@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "tideserve/util/cpus.h"
+
 namespace tideserve::server {
 
 namespace {
@@ -98,6 +100,16 @@ Metrics::Metrics(const std::string& version) : registry_(std::make_shared<promet
                               .Help("Connections answered 503 and closed: over --max-connections")
                               .Register(*registry_)
                               .Add({});
+  process_cpu_ = &BuildCounter()
+                      .Name("process_cpu_seconds_total")
+                      .Help("User and system CPU time spent by the process in seconds")
+                      .Register(*registry_)
+                      .Add({});
+  process_resident_ = &BuildGauge()
+                           .Name("process_resident_memory_bytes")
+                           .Help("Resident memory size in bytes")
+                           .Register(*registry_)
+                           .Add({});
   model_info_ = &BuildGauge()
                      .Name("tideserve_model_info")
                      .Help("A model version serving; the value is always 1")
@@ -202,6 +214,15 @@ void Metrics::observe_input_length(int64_t tokens) {
 }
 
 std::string Metrics::serialize() const {
+  {
+    std::lock_guard lock(process_mutex_);
+    const double cpu = process_cpu_seconds();
+    if (cpu > process_cpu_reported_) {
+      process_cpu_->Increment(cpu - process_cpu_reported_);
+      process_cpu_reported_ = cpu;
+    }
+    process_resident_->Set(static_cast<double>(resident_bytes()));
+  }
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

@@ -47,7 +47,8 @@ class Metrics {
   void observe_model_request(const std::string& model, const std::string& version, int status_code,
                              double seconds);
 
-  // The text exposition format (version 0.0.4).
+  // The text exposition format (version 0.0.4). Brings the process series (CPU seconds,
+  // resident memory) up to date first.
   std::string serialize() const;
 
  private:
@@ -73,6 +74,12 @@ class Metrics {
   prometheus::Counter* rejected_;
   prometheus::Counter* cancelled_;
   prometheus::Counter* refused_connections_;
+  // The standard process series (the names every Prometheus client library exports):
+  // process_cpu_seconds_total is what a capacity profile divides by time for cores in use.
+  prometheus::Counter* process_cpu_;
+  prometheus::Gauge* process_resident_;
+  mutable std::mutex process_mutex_;
+  mutable double process_cpu_reported_ = 0;  // guarded by process_mutex_
   std::mutex info_mutex_;
   // (model, version) -> its tideserve_model_info series; guarded by info_mutex_
   std::map<std::pair<std::string, std::string>, prometheus::Gauge*> info_series_;

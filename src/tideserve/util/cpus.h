@@ -29,4 +29,7 @@ std::optional<int64_t> parse_memory_limit(std::string_view content);
 // The process's resident memory now (/proc/self/statm), in bytes; 0 when unreadable.
 int64_t resident_bytes();
 
+// CPU time this process has used so far (user + system, all threads), in seconds.
+double process_cpu_seconds();
+
 }  // namespace tideserve
