@@ -105,6 +105,11 @@ class BenchTest(th.ServerCase, unittest.TestCase):
         self.assertTrue(not steps[-1]["within_slo"] or len(steps) == 3)
         for s in steps:
             self.assertGreater(s["mean_batch_size"], 0)
+            # The server's CPU over the step from process_cpu_seconds_total: it worked, and one
+            # 2-core machine cannot give it more than its cores.
+            self.assertGreater(s["cpu_cores"], 0.01)
+            self.assertLess(s["cpu_cores"], os.cpu_count() + 0.5)
+            self.assertGreater(s["memory_bytes"], 10 << 20)
         self.assertIn("capacity within p99 <= 1 ms", r.stdout)
 
     def test_bodies_and_texts_from_files(self):

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -33,6 +34,7 @@ struct BenchArgs {
   std::string schedule_file;
   loadgen::LoadOptions load;
   std::string json_out;
+  std::string samples_out;
   std::string profile_out;
   double slo_p99_ms = 250;
   double profile_start_rate = 5;
@@ -140,6 +142,11 @@ double metric_sum(const std::string& text, const std::string& name) {
   return total;
 }
 
+// A JSON number with `decimals`, or null for NaN (not measured).
+std::string optional_number(double v, int decimals) {
+  return std::isnan(v) ? "null" : fmt::format("{:.{}f}", v, decimals);
+}
+
 // The generator fell behind its own schedule: its figures describe it, not the server.
 bool lagging(const loadgen::Summary& s) {
   return s.lag_p99_ms > 5 && s.lag_p99_ms > 0.05 * s.p99_ms;
@@ -200,12 +207,22 @@ int run_bench(BenchArgs& a) {
       o.seed = a.load.seed + static_cast<uint64_t>(step);
       o.concurrency = std::max(a.load.concurrency, 64);
       auto before = loadgen::http_get(*target, "/metrics");
+      const auto started = std::chrono::steady_clock::now();
       auto r = loadgen::run_load(*target, o, progress);
       if (tty) std::fprintf(stderr, "\n");
       if (!r.is_ok()) return fail(r.status());
       auto after = loadgen::http_get(*target, "/metrics");
-      double mean_batch = std::nan("");
+      const double wall_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      // The server's CPU in use (cores) over the step, warm-up included, and its resident memory:
+      // what a CPU- or memory-Utilization HPA target sees of a replica at this load.
+      double mean_batch = std::nan(""), cpu_cores = std::nan(""), memory_bytes = std::nan("");
       if (before.is_ok() && after.is_ok()) {
+        const double cpu = metric_sum(after->body, "process_cpu_seconds_total") -
+                           metric_sum(before->body, "process_cpu_seconds_total");
+        if (cpu > 0 && wall_s > 0) cpu_cores = cpu / wall_s;
+        const double rss = metric_sum(after->body, "process_resident_memory_bytes");
+        if (rss > 0) memory_bytes = rss;
         const double batches = metric_sum(after->body, "tideserve_batch_size_count") -
                                metric_sum(before->body, "tideserve_batch_size_count");
         const double seqs = metric_sum(after->body, "tideserve_batch_size_sum") -
@@ -223,9 +240,10 @@ int run_bench(BenchArgs& a) {
       std::fflush(stdout);
       json += fmt::format(
           "{}{{\"offered_rate\":{:.3f},\"within_slo\":{},\"not_sent\":{},"
-          "\"mean_batch_size\":{},",
+          "\"mean_batch_size\":{},\"cpu_cores\":{},\"memory_bytes\":{},",
           step ? "," : "", r->offered_rate, within ? "true" : "false", r->not_sent,
-          std::isnan(mean_batch) ? "null" : fmt::format("{:.3f}", mean_batch));
+          optional_number(mean_batch, 3), optional_number(cpu_cores, 3),
+          optional_number(memory_bytes, 0));
       write_summary_json(json, s);
       json += "}";
       if (lagging(s)) {
@@ -274,6 +292,15 @@ int run_bench(BenchArgs& a) {
                    "%.1f ms, %lld not sent): the server is saturated or the generator needs "
                    "--threads / --concurrency\n",
                    s.lag_p99_ms, static_cast<long long>(result->not_sent));
+    }
+  }
+  if (!a.samples_out.empty()) {
+    // Every request of the measured window: what per-window percentiles are computed from.
+    std::ofstream out(a.samples_out);
+    out << "scheduled_s,sent_s,latency_ms,status\n";
+    for (const loadgen::Sample& x : result->samples) {
+      out << fmt::format("{:.6f},{:.6f},{:.3f},{}\n", x.scheduled_s, x.sent_s, x.latency_ms,
+                         x.status);
     }
   }
   if (!a.json_out.empty()) {
@@ -342,6 +369,9 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--json", a->json_out, "Write the summary as JSON to this file");
+  cmd->add_option("--samples", a->samples_out,
+                  "Write every measured request as CSV: scheduled_s,sent_s,latency_ms,status "
+                  "(seconds from the start, warm-up included; status 0: no answer)");
   cmd->add_option("--profile", a->profile_out,
                   "Capacity profile: open-loop steps from --profile-start-rate, x --profile-step "
                   "each, until p99 > --slo-p99-ms, errors > 1% or throughput < 90% of offered; "
