@@ -11,10 +11,15 @@ packages=(
   # libraries
   libdnnl-dev libutf8proc-dev libsimdjson-dev libfmt-dev libcli11-dev libboost1.74-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
+  # `tideserve plan`: Kubernetes manifests are YAML (anchors, several documents, block scalars)
+  libyaml-cpp-dev
   # reference numerics (fixture goldens) and test clients
   python3-torch python3-numpy
   # serving tests: real HTTP clients, Prometheus' promtool, load generator
   curl wrk prometheus
+  # plan tests and validation: the SVG plot rendered to pixels; a real load balancer in front of
+  # several replicas (bench/plan)
+  librsvg2-bin haproxy
   # deploy checks (tools/validate-deploy, tools/image-test.sh): linters, image build and run
   # without a Docker engine
   yamllint shellcheck python3-yaml podman buildah debootstrap runc
