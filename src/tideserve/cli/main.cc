@@ -6,6 +6,7 @@
 
 #include "tideserve/cli/bench_command.h"
 #include "tideserve/cli/embed_command.h"
+#include "tideserve/cli/plan_command.h"
 #include "tideserve/cli/serve_command.h"
 #include "tideserve/cli/tokenize_command.h"
 #include "tideserve/util/version.h"
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   tideserve::cli::add_tokenize_command(app);
   tideserve::cli::add_healthcheck_command(app);
   tideserve::cli::add_bench_command(app);
+  tideserve::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
