@@ -157,14 +157,13 @@ TEST(SimulatorTest, OneReplicaOverloadedViolatesAndRefuses) {
   EXPECT_GT(r->p99_ms, 1000);
 }
 
-TEST(SimulatorTest, AnHpaOnRequestRateScalesUpAndPaysForStartingPods) {
-  // A Pods metric on requests per second per pod, target 40: at 120 req/s over 1 pod the HPA
-  // wants ceil(120 / 40) = 3 (the legacy cap max(2 x 1, 4) = 4 allows it). The pods it adds are
-  // paid from the sync that made them, and serve 30 s (10 scheduling + 20 start-up) later.
+// An HPA (legacy path: no behavior) from 1 to `max` replicas on a Pods metric: requests per
+// second per pod, target 40.
+Scaling rps_hpa(int32_t max) {
   HpaSpec hpa;
   hpa.name = "rps";
   hpa.min_replicas = 1;
-  hpa.max_replicas = 5;
+  hpa.max_replicas = max;
   MetricSpec m;
   m.type = MetricSourceType::kPods;
   m.name = "requests_per_second";
@@ -174,6 +173,14 @@ TEST(SimulatorTest, AnHpaOnRequestRateScalesUpAndPaysForStartingPods) {
   Scaling s;
   s.hpa = hpa;
   s.signals = {{"requests_per_second", Signal{SignalKind::kRps}}};
+  return s;
+}
+
+TEST(SimulatorTest, AnHpaOnRequestRateScalesUpAndPaysForStartingPods) {
+  // A Pods metric on requests per second per pod, target 40: at 120 req/s over 1 pod the HPA
+  // wants ceil(120 / 40) = 3 (the legacy cap max(2 x 1, 4) = 4 allows it). The pods it adds are
+  // paid from the sync that made them, and serve 30 s (10 scheduling + 20 start-up) later.
+  Scaling s = rps_hpa(5);
   SimOptions o = options();
   o.pipeline.adapter_lag_s = 0;
   o.pipeline.rate_window_s = 30;
@@ -201,19 +208,7 @@ TEST(SimulatorTest, AnHpaOnRequestRateScalesUpAndPaysForStartingPods) {
 }
 
 TEST(SimulatorTest, AFloorHoldsReplicasInsideItsWindowOnly) {
-  HpaSpec hpa;
-  hpa.name = "floor";
-  hpa.min_replicas = 1;
-  hpa.max_replicas = 10;
-  MetricSpec m;
-  m.type = MetricSourceType::kPods;
-  m.name = "requests_per_second";
-  m.target_type = TargetType::kAverageValue;
-  m.target_milli = 40000;
-  hpa.metrics = {m};
-  Scaling s;
-  s.hpa = hpa;
-  s.signals = {{"requests_per_second", Signal{SignalKind::kRps}}};
+  Scaling s = rps_hpa(10);
   s.floor = Floor{4, 1, 3, "UTC"};  // 00:01 to 00:03 UTC
   SimOptions o = options();
   o.start_epoch_s = 1764547200;  // 2025-12-01T00:00:00Z
