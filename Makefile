@@ -23,7 +23,8 @@ build-asan: deps
 # ThreadSanitizer: the runtime (scheduler, core service), HTTP server, API and tokenizer tests,
 # and the binary for the load test with two IO threads. The engine's OpenMP (libgomp is not
 # instrumented) stays out: the tests use fakes or one engine thread.
-TSAN_TESTS = runtime/runtime_test server/http_server_test server/server_unit_test text/text_test
+TSAN_TESTS = runtime/runtime_test server/http_server_test server/server_unit_test text/text_test \
+             plan/simulator_test
 build-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(notdir $(TSAN_TESTS)) tideserve

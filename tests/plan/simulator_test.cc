@@ -231,6 +231,33 @@ TEST(SimulatorTest, AFloorHoldsReplicasInsideItsWindowOnly) {
   EXPECT_EQ(r->windows.back().pods, 1);
 }
 
+TEST(RecommendTest, FindsTheCheapestConfigurationThatHoldsTheSlo) {
+  // 100 req/s for 20 minutes, after a 5 minute warm-up at the same rate. The manifest holds at
+  // least 5 pods (20 req/s each). The search (minReplicas first, then the target, then a floor):
+  //  - minReplicas 1..4 all leave the metric's ceil(100 / 40) = 3 pods: the first (1) is kept;
+  //  - targets x0.5 .. x3 of 40 req/s: x1.2 (48) still needs 3, x1.5 (60) needs ceil(100 / 60)
+  //    = 2 pods at 50 req/s each (p99 49 ms < 100): the first with 2 pods wins; x3 (120) would
+  //    leave one pod at its capacity (100 req/s: queueing, over the SLO);
+  //  - no floor beats none. The second pass changes nothing.
+  Scaling s = rps_hpa(10);
+  s.hpa->min_replicas = 5;
+  SimOptions o = options();
+  o.warmup_s = 300;
+  auto rec = recommend(model(), {{0, 100}}, 1200, s, o, Goal{});
+  ASSERT_TRUE(rec.is_ok()) << rec.status().message();
+  EXPECT_TRUE(rec->baseline.feasible);
+  EXPECT_NEAR(rec->baseline.result.replica_hours, 5 * 1200 / 3600.0, 1e-9);
+  ASSERT_TRUE(rec->best.feasible);
+  EXPECT_NEAR(rec->best.result.replica_hours, 2 * 1200 / 3600.0, 1e-9);
+  EXPECT_EQ(rec->best.scaling.hpa->min_replicas, 1);
+  EXPECT_EQ(rec->best.scaling.hpa->metrics[0].target_milli, 60000);
+  EXPECT_FALSE(rec->best.scaling.floor && rec->best.scaling.floor->replicas > 0);
+  const std::vector<std::string> changes = {"minReplicas 1", "requests_per_second target 60000m"};
+  EXPECT_EQ(rec->best.changes, changes);
+  // 10 minReplicas + 8 targets + 11 floor sizes + 15 starts + 15 ends, twice, and the baseline.
+  EXPECT_EQ(rec->evaluated, 2 * (10 + 8 + 11 + 15 + 15) + 1);
+}
+
 TEST(SimulatorTest, ReportsAreWellFormed) {
   Scaling s;
   s.fixed_replicas = 1;
