@@ -105,6 +105,9 @@ class BenchTest(th.ServerCase, unittest.TestCase):
         self.assertTrue(not steps[-1]["within_slo"] or len(steps) == 3)
         for s in steps:
             self.assertGreater(s["mean_batch_size"], 0)
+            # Goodput counts only the 2xx answers completed within the step.
+            self.assertGreater(s["goodput"], 0)
+            self.assertLessEqual(s["goodput"], s["throughput"] + 1e-9)
             # The server's CPU over the step from process_cpu_seconds_total: it worked, and one
             # 2-core machine cannot give it more than its cores.
             self.assertGreater(s["cpu_cores"], 0.01)

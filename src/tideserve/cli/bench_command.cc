@@ -189,7 +189,8 @@ int run_bench(BenchArgs& a) {
 
   if (!a.profile_out.empty()) {
     // The capacity profile: open-loop Poisson steps of growing rate until p99 passes the SLO,
-    // errors pass 1 %, or the server no longer keeps up (throughput < 90 % of offered).
+    // errors pass 1 %, or the server no longer keeps up (goodput, the 2xx answers completed within
+    // the step, < 90 % of offered).
     std::string json = fmt::format("{{\"url\":{},\"route\":{},\"slo_p99_ms\":{},\"steps\":[",
                                    json_string(a.url), json_string(a.route), a.slo_p99_ms);
     double rate = a.profile_start_rate, capacity = 0;
@@ -232,16 +233,27 @@ int run_bench(BenchArgs& a) {
       const loadgen::Summary s = loadgen::summarize(r->samples, r->duration_s);
       const double error_ratio =
           s.requests > 0 ? static_cast<double>(s.errors) / static_cast<double>(s.requests) : 1;
+      // Goodput: the 2xx answers that completed within the measured window, per second. What
+      // the server sustained; `throughput` also counts 429s and the answers that drained after.
+      int64_t good = 0;
+      const double window_end = o.warmup_s + r->duration_s;
+      for (const loadgen::Sample& x : r->samples) {
+        if (x.status >= 200 && x.status < 300 &&
+            x.scheduled_s + x.latency_ms / 1000 <= window_end) {
+          ++good;
+        }
+      }
+      const double goodput = r->duration_s > 0 ? static_cast<double>(good) / r->duration_s : 0;
       const bool within = s.p99_ms <= a.slo_p99_ms && error_ratio <= 0.01 &&
-                          s.throughput >= 0.9 * r->offered_rate && r->not_sent == 0;
+                          goodput >= 0.9 * r->offered_rate && r->not_sent == 0;
       fmt::print("| {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {} | {:.2f} | {:.2f} |\n",
                  r->offered_rate, s.throughput, s.p50_ms, s.p90_ms, s.p99_ms, s.errors, mean_batch,
                  s.lag_p99_ms);
       std::fflush(stdout);
       json += fmt::format(
           "{}{{\"offered_rate\":{:.3f},\"within_slo\":{},\"not_sent\":{},"
-          "\"mean_batch_size\":{},\"cpu_cores\":{},\"memory_bytes\":{},",
-          step ? "," : "", r->offered_rate, within ? "true" : "false", r->not_sent,
+          "\"goodput\":{:.3f},\"mean_batch_size\":{},\"cpu_cores\":{},\"memory_bytes\":{},",
+          step ? "," : "", r->offered_rate, within ? "true" : "false", r->not_sent, goodput,
           optional_number(mean_batch, 3), optional_number(cpu_cores, 3),
           optional_number(memory_bytes, 0));
       write_summary_json(json, s);
@@ -253,7 +265,7 @@ int run_bench(BenchArgs& a) {
                      s.lag_p99_ms, r->offered_rate);
       }
       if (!within) break;
-      capacity = s.throughput;
+      capacity = goodput;
     }
     json += fmt::format("],\"capacity_rps\":{:.3f}}}\n", capacity);
     std::ofstream(a.profile_out) << json;
@@ -374,7 +386,8 @@ void add_bench_command(CLI::App& app) {
                   "(seconds from the start, warm-up included; status 0: no answer)");
   cmd->add_option("--profile", a->profile_out,
                   "Capacity profile: open-loop steps from --profile-start-rate, x --profile-step "
-                  "each, until p99 > --slo-p99-ms, errors > 1% or throughput < 90% of offered; "
+                  "each, until p99 > --slo-p99-ms, errors > 1% or goodput (2xx completed within "
+                  "the step) < 90% of offered; "
                   "the steps (with the mean batch size from /metrics) as JSON to this file");
   cmd->add_option("--slo-p99-ms", a->slo_p99_ms, "The p99 the profile holds to")
       ->check(CLI::PositiveNumber)
