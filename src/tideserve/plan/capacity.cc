@@ -82,6 +82,7 @@ Result<CapacityProfile> parse_capacity_profile(std::string_view json) {
     ProfileStep st;
     st.offered_rate = number(e, "offered_rate", -1);
     st.throughput = number(e, "throughput", -1);
+    st.goodput = number(e, "goodput", -1);
     st.p50_ms = number(e, "p50_ms", -1);
     st.p90_ms = number(e, "p90_ms", -1);
     st.p99_ms = number(e, "p99_ms", -1);
@@ -184,16 +185,19 @@ Result<ReplicaModel> ReplicaModel::create(const CapacityProfile& profile, Replic
     return a.offered_rate < b.offered_rate;
   });
   for (const ProfileStep& s : steps) {
-    m.service_rate_ = std::max(m.service_rate_, s.throughput);
+    // What it sustained: the 2xx answers completed within the step (a profile without goodput:
+    // its throughput, which also counts 429s and answers drained after the step).
+    const double served = s.goodput >= 0 ? s.goodput : s.throughput;
+    m.service_rate_ = std::max(m.service_rate_, served);
     // Stable: it kept up (the same 90 % rule as the profile's own stopping test) without errors.
     const double error_ratio =
         s.requests > 0 ? static_cast<double>(s.errors) / static_cast<double>(s.requests) : 0;
-    if (s.throughput >= 0.9 * s.offered_rate && error_ratio <= 0.01 && s.p50_ms > 0) {
+    if (served >= 0.9 * s.offered_rate && error_ratio <= 0.01 && s.p50_ms > 0) {
       m.stable_.push_back(s);
     }
     if (s.cpu_cores >= 0) {
       m.has_cpu_ = true;
-      m.cpu_.emplace_back(s.throughput, s.cpu_cores);
+      m.cpu_.emplace_back(served, s.cpu_cores);
     }
     if (s.memory_bytes > 0) m.memory_bytes_ = std::max(m.memory_bytes_, s.memory_bytes);
   }
@@ -236,11 +240,16 @@ std::array<double, 4> ReplicaModel::quantiles_at(double rate) const {
   }
   // Between the last steady step and capacity: the queueing part of the latency (above the
   // lightest step's) grows as 1 / (1 - utilization), the M/M/1 sojourn's shape.
+  // No request waits longer than the admission limit's worth of work (Little: at most that many
+  // in the replica, served at its capacity), which caps the growth.
   const double rho_last = std::min(last.offered_rate / service_rate_, 0.99);
   const double rho = std::min(rate / service_rate_, 0.99);
   const double factor = (1 - rho_last) / (1 - std::max(rho, rho_last));
+  const double cap_ms = static_cast<double>(limits_.admission_limit) / service_rate_ * 1000;
   std::array<double, 4> q, lo = of(first), hi = of(last);
-  for (int k = 0; k < 4; ++k) q[k] = lo[k] + std::max(hi[k] - lo[k], 0.0) * factor;
+  for (int k = 0; k < 4; ++k) {
+    q[k] = std::min(lo[k] + std::max(hi[k] - lo[k], 0.0) * factor, hi[k] + cap_ms);
+  }
   return q;
 }
 
@@ -267,7 +276,11 @@ ReplicaModel::Step ReplicaModel::step(double arrivals, double dt_s, double& queu
   double next = queue + arrivals - served;
   // Admission: what is being served (Little: rate x latency) plus the queue must stay under the
   // limit; beyond it the replica answers 429 at once.
-  const std::array<double, 4> q = quantiles_at(std::min(rate, service_rate_));
+  // A queue beyond capacity: the latency is the service alone (the lightest step's, where
+  // nothing queued: the steadier steps' latencies already hold the queueing that this queue
+  // models) plus the wait for the queue.
+  const bool queueing = queue > 0 || arrivals > capacity;
+  const std::array<double, 4> q = quantiles_at(queueing ? 0 : std::min(rate, service_rate_));
   const double in_service = std::min(rate, service_rate_) * q[0] / 1000;
   const double room = std::max(static_cast<double>(limits_.admission_limit) - in_service, 0.0);
   if (next > room) {

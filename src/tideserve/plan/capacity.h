@@ -19,6 +19,7 @@ namespace tideserve::plan {
 
 struct ProfileStep {
   double offered_rate = 0, throughput = 0;
+  double goodput = -1;  // 2xx answers completed within the step, per second (<0: not measured)
   double p50_ms = 0, p90_ms = 0, p99_ms = 0, p999_ms = 0;
   int64_t requests = 0, errors = 0;
   double cpu_cores = -1;     // <0: not measured
@@ -74,7 +75,7 @@ class ReplicaModel {
  public:
   static Result<ReplicaModel> create(const CapacityProfile& profile, ReplicaLimits limits = {});
 
-  // The most a replica serves per second (the highest throughput the profile saw).
+  // The most a replica serves per second (the highest goodput the profile saw).
   double service_rate() const { return service_rate_; }
   // The highest offered rate the profile held steadily (its latencies are measured up to here).
   double stable_rate() const { return stable_rate_; }
