@@ -13,6 +13,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   # `tideserve plan`: Kubernetes manifests are YAML (anchors, several documents, block scalars)
   libyaml-cpp-dev
+  # worker mode: the Redis client library (hiredis); the tests' real broker (redis-server)
+  libhiredis-dev redis-server
   # reference numerics (fixture goldens) and test clients
   python3-torch python3-numpy
   # serving tests: real HTTP clients, Prometheus' promtool, load generator
