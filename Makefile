@@ -33,7 +33,7 @@ build-tsan: deps
 # tools/make_fuzz_corpus.py) plus what earlier runs found (build/fuzz/corpus); every input in
 # fuzz/regressions/<target>/ (crashes found before) runs first. A crash, leak, sanitizer report or
 # timeout fails the run and leaves the input in build/fuzz/artifacts.
-FUZZERS = tokenizer_fuzz loaders_fuzz model_directory_fuzz request_fuzz
+FUZZERS = tokenizer_fuzz loaders_fuzz model_directory_fuzz request_fuzz plan_inputs_fuzz
 FUZZ_SECONDS ?= 30
 build-fuzz: deps
 	@cmake --preset fuzz >/dev/null

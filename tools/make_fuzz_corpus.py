@@ -10,7 +10,9 @@ Input formats (see each target's header comment): tokenizer_fuzz: flags byte, ma
 text [0xFF pair]; loaders_fuzz: reader byte (0 tokenizer.json, 1 vocab.txt, 2 config.json,
 3 safetensors), then the file; model_directory_fuzz: modules.json, 1_Pooling/config.json,
 2_Dense/config.json, config_sentence_transformers.json and config.json joined by 0xFF bytes;
-request_fuzz: route byte (the index into its kTargets), then the body.
+request_fuzz: route byte (the index into its kTargets), then the body; plan_inputs_fuzz:
+reader byte (0 manifests, 1 capacity profile, 2 rate schedule, 3 quantity, 4 cron spec), then
+the input.
 """
 import json
 import os
@@ -93,6 +95,20 @@ def corpora():
             "v1_rerank": route("/v1/rerank", {"query": "q", "documents": ["a", {"text": "b"}],
                                               "top_n": 1, "return_documents": True}),
             "classify": route("/classify", {"input": ["a"], "labels": ["x"]}),
+        },
+        "plan_inputs_fuzz": {
+            "hpa": b"\x00" + read("deploy", "k8s", "base", "autoscaling", "hpa.yaml"),
+            "scaledobject": b"\x00" + read("deploy", "k8s", "overlays", "keda",
+                                           "scaledobject.yaml"),
+            "deployment": b"\x00" + read("deploy", "k8s", "base", "workload", "deployment.yaml"),
+            "profile": b"\x01" + json.dumps({"slo_p99_ms": 250, "capacity_rps": 40, "steps": [
+                {"offered_rate": r, "throughput": r, "goodput": r, "p50_ms": r / 4,
+                 "p90_ms": r / 2, "p99_ms": r, "p999_ms": r, "requests": 10 * r, "errors": 0,
+                 "cpu_cores": r / 100, "memory_bytes": 1e8, "within_slo": True}
+                for r in (10, 40)]}).encode(),
+            "schedule": b"\x02time_s,rate\n0,10\n60,50.5\n",
+            "quantity": b"\x031.5Gi",
+            "cron": b"\x04*/15 8-20 * JAN-DEC MON-FRI",
         },
     }
 

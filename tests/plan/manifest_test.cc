@@ -542,6 +542,23 @@ items:
   EXPECT_EQ(m->workloads[0].cpu_request_milli, 1000);
 }
 
+TEST(Streams, MalformedStreamsEndInAnErrorNotALoop) {
+  // yaml-cpp 0.7's LoadAll never returns on a top-level "'a','b'" (found by plan_inputs_fuzz);
+  // the stream is split at its document markers and each document loaded alone.
+  for (const char* text : {"'a','b'", "a: 1\n---\n'a','b'\n", "--- 'a','b'", "...\n'x',\n"}) {
+    Result<Manifests> m = parse_manifests(text);
+    EXPECT_FALSE(m.is_ok()) << text;
+  }
+  // "---x" is no marker (a key of the HPA's top-level mapping here), "--- " is, with content
+  // after it on its line.
+  Result<Manifests> m = parse_manifests(std::string(kHpaHead) + "---x: 1\n");
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(m->hpas.size(), 1u);
+  m = parse_manifests(std::string("--- # first\n") + kHpaHead);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ(m->hpas.size(), 1u);
+}
+
 TEST(Streams, DirectoryFilesSortedAndMerged) {
   TempDir dir;
   auto hpa = [](const std::string& name) {

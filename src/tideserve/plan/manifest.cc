@@ -798,12 +798,40 @@ Status parse_object(const YAML::Node& doc, const std::string& where, Manifests& 
   return Status::ok();
 }
 
+// The documents of a YAML stream, split at the document markers ("---" or "..." at the start
+// of a line, then a space or the line's end: YAML forbids them inside content). yaml-cpp 0.7's
+// own LoadAll loops forever on some malformed streams (a top-level "'a','b'"), so each document
+// is loaded alone; the text after "--- " on its line belongs to the next document.
+std::vector<std::string> split_documents(const std::string& yaml) {
+  std::vector<std::string> docs(1);
+  size_t pos = 0;
+  while (pos < yaml.size()) {
+    size_t end = yaml.find('\n', pos);
+    if (end == std::string::npos) end = yaml.size();
+    const std::string_view line(yaml.data() + pos, end - pos);
+    const bool marker = (line.rfind("---", 0) == 0 || line.rfind("...", 0) == 0) &&
+                        (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+    if (marker) {
+      docs.emplace_back();
+      if (line[0] == '-' && line.size() > 4) docs.back().append(line.substr(4)).append("\n");
+    } else {
+      docs.back().append(line).append("\n");
+    }
+    pos = end + 1;
+  }
+  return docs;
+}
+
 // `source` names the stream in errors ("deploy/hpa.yaml"); empty for parse_manifests.
 Result<Manifests> parse_stream(const std::string& yaml, const std::string& source) {
   Manifests out;
   const std::string prefix = source.empty() ? "" : source + ": ";
   try {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(yaml);
+    std::vector<YAML::Node> docs;
+    for (const std::string& text : split_documents(yaml)) {
+      YAML::Node node = YAML::Load(text);
+      if (!node.IsNull()) docs.push_back(std::move(node));
+    }
     for (size_t i = 0; i < docs.size(); ++i) {
       TS_RETURN_IF_ERROR(parse_object(docs[i], fmt::format("{}document {}", prefix, i + 1), out));
     }

@@ -217,6 +217,12 @@ Result<SimResult> simulate(const ReplicaModel& model, const std::vector<RatePoin
   } else if (scaling.fixed_replicas <= 0) {
     return invalid_argument("nothing scales the replicas: give an HPA, a ScaledObject or a count");
   }
+  const int32_t most = scaling.keda  ? scaling.keda->max_replica_count
+                       : scaling.hpa ? scaling.hpa->max_replicas
+                                     : scaling.fixed_replicas;
+  if (most > kMaxPods || min_replicas > kMaxPods || options.initial_replicas > kMaxPods) {
+    return invalid_argument(fmt::format("the replay models at most {} pods", kMaxPods));
+  }
   for (size_t i = 0; i < signals.size(); ++i) {
     if (!signals[i]) continue;
     const SignalKind k = signals[i]->kind;

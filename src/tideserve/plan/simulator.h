@@ -111,6 +111,9 @@ struct SimResult {
   int32_t max_pods = 0;
 };
 
+// The most pods a replay holds (maxReplicas above it is refused).
+inline constexpr int32_t kMaxPods = 10000;
+
 Result<SimResult> simulate(const ReplicaModel& model, const std::vector<RatePoint>& traffic,
                            double duration_s, const Scaling& scaling, const SimOptions& options);
 
