@@ -127,6 +127,12 @@ class PlanTest(unittest.TestCase):
         # A scale change is reported with the controller's reason.
         self.assertTrue(result["syncs"])
         self.assertTrue(all(s["reason"] for s in result["syncs"]))
+        # Each change carries what the three metrics were seen as (cpu and memory as percent of
+        # the requests, the p99 in milli-seconds).
+        self.assertTrue(all(len(s["metrics"]) == 3 for s in result["syncs"]))
+        ups = [s for s in result["syncs"] if s["to"] > s["from"] and None not in s["metrics"]]
+        self.assertTrue(ups)
+        self.assertTrue(all(0 <= s["metrics"][0] <= 200 for s in ups))
         self.assertIn("| manifests |", stdout)
         with open(self.path("w.csv")) as f:
             self.assertEqual(len(f.read().strip().split("\n")), 1441)

@@ -27,8 +27,15 @@ std::string result_json(const SimResult& r, double slo_p99_ms) {
   bool first = true;
   for (const SyncRecord& s : r.syncs) {
     if (s.desired == s.current) continue;  // the changes only
-    out += fmt::format("{}{{\"t_s\":{:.0f},\"from\":{},\"to\":{},\"reason\":\"{}\"}}",
-                       first ? "" : ",", s.t_s, s.current, s.desired, s.reason);
+    // What each metric was seen as: utilization percent, or milli-value (null: not computed).
+    std::string seen;
+    for (size_t i = 0; i < s.values.size(); ++i) {
+      seen +=
+          fmt::format("{}{}", i ? "," : "", s.values[i] ? fmt::format("{}", *s.values[i]) : "null");
+    }
+    out +=
+        fmt::format("{}{{\"t_s\":{:.0f},\"from\":{},\"to\":{},\"reason\":\"{}\",\"metrics\":[{}]}}",
+                    first ? "" : ",", s.t_s, s.current, s.desired, s.reason, seen);
     first = false;
   }
   out += "]}\n";

@@ -148,13 +148,6 @@ Result<Signal> parse_signal(const std::string& text) {
   return s;
 }
 
-std::string signal_name(const Signal& signal) {
-  static const char* kinds[] = {"cpu", "memory", "p99", "p50", "rps", "inflight"};
-  static const char* aggs[] = {"sum", "avg", "max"};
-  return fmt::format("{}:{}", kinds[static_cast<int>(signal.kind)],
-                     aggs[static_cast<int>(signal.aggregate)]);
-}
-
 Result<SimResult> simulate(const ReplicaModel& model, const std::vector<RatePoint>& traffic,
                            double duration_s, const Scaling& scaling, const SimOptions& options) {
   const double dt = options.dt_s;
@@ -445,7 +438,9 @@ Result<SimResult> simulate(const ReplicaModel& model, const std::vector<RatePoin
       }
       const Decision d = hpa->sync(in);
       SyncRecord rec{t, desired, d.desired, d.reason, {}};
-      for (const MetricOutcome& m : d.metrics) rec.values.push_back(m.current);
+      for (const MetricOutcome& m : d.metrics) {
+        rec.values.push_back(m.replicas ? std::optional<int64_t>(m.current) : std::nullopt);
+      }
       if (t >= 0) result.syncs.push_back(std::move(rec));
       if (d.desired != desired) scale_to(t, d.desired);
     }

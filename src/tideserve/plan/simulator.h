@@ -34,7 +34,6 @@ struct Signal {
 };
 // "p99", "p99:sum", "rps:avg", ... (latencies in seconds, as tideserve's histograms have them).
 Result<Signal> parse_signal(const std::string& text);
-std::string signal_name(const Signal& signal);
 
 // How stale and smoothed the controller's view is.
 struct Pipeline {
