@@ -272,7 +272,7 @@ int run_plan(PlanArgs& a) {
       json.pop_back();
       json += ",\"changes\":[";
       for (size_t i = 0; i < rec->best.changes.size(); ++i) {
-        json += fmt::format("{}\"{}\"", i ? "," : "", rec->best.changes[i]);
+        json += fmt::format("{}{}", i ? "," : "", json_quote(rec->best.changes[i]));
       }
       json += fmt::format("],\"feasible\":{}}}\n", rec->best.feasible ? "true" : "false");
     }

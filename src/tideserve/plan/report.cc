@@ -8,6 +8,21 @@
 
 namespace tideserve::plan {
 
+std::string json_quote(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
 std::string result_json(const SimResult& r, double slo_p99_ms) {
   std::string out = fmt::format(
       "{{\"slo_p99_ms\":{},\"requests\":{:.0f},\"rejected\":{:.0f},\"p50_ms\":{:.2f},"
@@ -33,9 +48,8 @@ std::string result_json(const SimResult& r, double slo_p99_ms) {
       seen +=
           fmt::format("{}{}", i ? "," : "", s.values[i] ? fmt::format("{}", *s.values[i]) : "null");
     }
-    out +=
-        fmt::format("{}{{\"t_s\":{:.0f},\"from\":{},\"to\":{},\"reason\":\"{}\",\"metrics\":[{}]}}",
-                    first ? "" : ",", s.t_s, s.current, s.desired, s.reason, seen);
+    out += fmt::format("{}{{\"t_s\":{:.0f},\"from\":{},\"to\":{},\"reason\":{},\"metrics\":[{}]}}",
+                       first ? "" : ",", s.t_s, s.current, s.desired, json_quote(s.reason), seen);
     first = false;
   }
   out += "]}\n";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tideserve/plan/simulator.h"
@@ -10,6 +11,8 @@
 namespace tideserve::plan {
 
 std::string result_json(const SimResult& result, double slo_p99_ms);
+// `text` as a JSON string, quotes included (metric names come from the user's manifests).
+std::string json_quote(std::string_view text);
 // "t_s,offered_rps,requests,rejected,p50_ms,p99_ms,pods,ready,violated" rows, one per window.
 std::string windows_csv(const SimResult& result);
 // `compare` (may be null): a second replay drawn dashed beside it (the recommendation).
