@@ -272,7 +272,7 @@ TEST(SimulatorTest, ReportsAreWellFormed) {
   EXPECT_EQ(csv.rfind("t_s,offered_rps", 0), 0u);
   const std::string json = result_json(*r, 100);
   EXPECT_NE(json.find("\"windows\":[{\"t_s\":0,"), std::string::npos);
-  EXPECT_EQ(json_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+  EXPECT_EQ(json_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
   const std::string svg = result_svg(*r, {{0, 10}, {60, 50}}, 100, 0, "t");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
 }

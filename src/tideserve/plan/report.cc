@@ -5,22 +5,14 @@
 #include <fmt/format.h>
 
 #include "tideserve/plan/plot.h"
+#include "tideserve/util/log.h"
 
 namespace tideserve::plan {
 
 std::string json_quote(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+  std::string out;
+  append_json_string(out, text);
+  return out;
 }
 
 std::string result_json(const SimResult& r, double slo_p99_ms) {
