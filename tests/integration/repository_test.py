@@ -369,6 +369,41 @@ class BrokenVersionTest(unittest.TestCase):
         self.assertEqual(server.stop(), 0, server.log_text())
 
 
+    def test_explicit_loads_say_why_they_fail(self):
+        # --model-control explicit: a load answers once a version serves, or with the reason:
+        # 400 when no version loads (truncated weights), 507 when the memory limit refuses it;
+        # neither changes what serves.
+        repo = Repo()
+        self.addCleanup(repo.cleanup)
+        v1 = repo.source("v1", 1)
+        copy_in(v1, repo.model_dir("good"), 1)
+        broken = os.path.join(repo.sources, "truncated")
+        shutil.copytree(v1, broken)
+        path = os.path.join(broken, "model.safetensors")
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        copy_in(broken, repo.model_dir("broken"), 1)
+        server = th.Server(BINARY, "--model-repository", repo.root, "--model-control", "explicit",
+                           "--admin-key", "admin-secret", model=None).start()
+        self.addCleanup(lambda: server.proc.poll() is None and server.kill())
+        status, _, body = server.post_json("/v2/repository/models/broken/load", {}, ADMIN)
+        self.assertEqual(status, 400, body)
+        self.assertIn("model.safetensors", body["error"])  # KServe's error shape
+        self.assertEqual(index(server)[("broken", "1")]["state"], "UNAVAILABLE")
+        status, _, body = server.post_json("/v2/models/good/infer", infer_body(TEXTS))
+        self.assertEqual(status, 200, body)
+        self.assertEqual(server.stop(), 0, server.log_text())
+
+        limited = th.Server(BINARY, "--model-repository", repo.root, "--model-control",
+                            "explicit", "--memory-limit", "8Mi", "--admin-key", "admin-secret",
+                            model=None).start()
+        self.addCleanup(lambda: limited.proc.poll() is None and limited.kill())
+        status, _, body = limited.post_json("/v2/repository/models/good/load", {}, ADMIN)
+        self.assertEqual(status, 507, body)
+        self.assertIn("memory limit of 8 MiB", body["error"])
+        self.assertEqual(limited.stop(), 0, limited.log_text())
+
+
 class TwoModelsTest(unittest.TestCase):
     """explicit: two models at once, each with its own weights; the admin key guards the
     repository routes; unloading one does not disturb the other."""
