@@ -16,6 +16,7 @@
 #include "tideserve/cli/cli_error.h"
 #include "tideserve/loadgen/load_generator.h"
 #include "tideserve/util/log.h"
+#include "tideserve/util/mapped_file.h"
 
 namespace tideserve::cli {
 
@@ -167,11 +168,9 @@ int run_bench(BenchArgs& a) {
   a.load.arrival =
       a.arrival == "constant" ? loadgen::Arrival::kConstant : loadgen::Arrival::kPoisson;
   if (!a.schedule_file.empty()) {
-    std::ifstream in(a.schedule_file);
-    if (!in) return fail(not_found(a.schedule_file + ": cannot be read"));
-    std::stringstream text;
-    text << in.rdbuf();
-    auto schedule = loadgen::parse_rate_schedule(text.str());
+    auto text = read_text_file(a.schedule_file);
+    if (!text.is_ok()) return fail(text.status());
+    auto schedule = loadgen::parse_rate_schedule(*text);
     if (!schedule.is_ok()) return fail(schedule.status());
     a.load.schedule = std::move(schedule).value();
     a.load.mode = loadgen::Mode::kOpen;

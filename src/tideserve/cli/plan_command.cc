@@ -18,6 +18,7 @@
 #include "tideserve/plan/report.h"
 #include "tideserve/plan/simulator.h"
 #include "tideserve/plan/traffic.h"
+#include "tideserve/util/mapped_file.h"
 
 namespace tideserve::cli {
 
@@ -54,12 +55,6 @@ struct PlanArgs {
   std::string metrics_file;
   int32_t initial_replicas = -1;
 };
-
-Result<std::string> read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(fmt::format("cannot read {}", path));
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 Status write_text(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
@@ -156,7 +151,7 @@ Result<std::pair<double, double>> parse_start(const std::string& text, const std
 
 // Start-up from a tideserve log: the `serving` event's ready_ms (process start to ready).
 Result<double> startup_from_log(const std::string& path) {
-  auto text = read_text(path);
+  auto text = read_text_file(path);
   if (!text.is_ok()) return text.status();
   std::istringstream in(*text);
   for (std::string line; std::getline(in, line);) {
@@ -175,7 +170,7 @@ Status prepare(PlanArgs& a, Scaling& scaling, std::vector<RatePoint>& traffic,
   if (!s.is_ok()) return s.status();
   scaling = std::move(s).value();
   if (!a.trace_file.empty()) {
-    auto text = read_text(a.trace_file);
+    auto text = read_text_file(a.trace_file);
     if (!text.is_ok()) return text.status();
     auto t = loadgen::parse_rate_schedule(*text);
     if (!t.is_ok()) return t.status();
@@ -227,7 +222,7 @@ int run_plan(PlanArgs& a) {
   std::vector<RatePoint> traffic;
   double start_clock = 0;
   if (Status st = prepare(a, scaling, traffic, start_clock); !st.is_ok()) return fail(st);
-  auto text = read_text(a.profile_file);
+  auto text = read_text_file(a.profile_file);
   if (!text.is_ok()) return fail(text.status());
   auto profile = parse_capacity_profile(*text);
   if (!profile.is_ok()) return fail(profile.status());
@@ -346,7 +341,7 @@ int run_controller(PlanArgs& a) {
   if (!s.is_ok()) return fail(s.status());
   Scaling scaling = std::move(s).value();
   if (!scaling.hpa && !scaling.keda) return fail(invalid_argument("give --manifests"));
-  auto text = read_text(a.metrics_file);
+  auto text = read_text_file(a.metrics_file);
   if (!text.is_ok()) return fail(text.status());
   auto table = parse_csv(*text);
   if (!table.is_ok()) return fail(table.status());

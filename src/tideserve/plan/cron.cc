@@ -10,12 +10,12 @@
 #include <array>
 #include <cctype>
 #include <cstdlib>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <utility>
+
+#include "tideserve/util/mapped_file.h"
 
 namespace tideserve::plan {
 
@@ -488,11 +488,9 @@ Result<TimeZone> TimeZone::load(const std::string& name) {
   std::optional<Status> first_error;
   std::optional<TimeZone> found;
   for (const std::string& dir : dirs) {
-    std::ifstream in(dir + "/" + name, std::ios::binary);
-    if (!in) continue;
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    Result<TimeZone> tz = from_tzif(name, buf.str());
+    Result<std::string> data = read_text_file(dir + "/" + name);
+    if (!data.is_ok()) continue;
+    Result<TimeZone> tz = from_tzif(name, *data);
     if (tz.is_ok()) {
       found = std::move(tz.value());
       break;

@@ -57,20 +57,14 @@ std::string cron_name_part(const std::string& spec) {
   return out;
 }
 
-std::string metadata_value(const Trigger& t, const std::string& key) {
-  for (const auto& [k, v] : t.metadata) {
-    if (k == key) return v;
-  }
-  return {};
-}
-
 // The External metric's name: GenerateMetricNameWithIndex(index, <scaler's name>).
 std::string external_metric_name(size_t index, const Trigger& t) {
   std::string base;
   if (t.type == "cron") {
     base = fmt::format("cron-{}-{}-{}", t.timezone, cron_name_part(t.start), cron_name_part(t.end));
   } else if (t.type == "redis-streams") {
-    base = "redis-streams-" + metadata_value(t, "stream");
+    const std::string* stream = t.find_metadata("stream");
+    base = "redis-streams-" + (stream ? *stream : std::string());
   } else {
     // prometheus is exactly "prometheus"; other scalers add their own details after the type,
     // which the replay does not need (names only have to be distinct and stable).

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,6 +31,14 @@ struct Trigger {
   std::string timezone, start, end;
   int32_t desired_replicas = 0;
   std::vector<std::pair<std::string, std::string>> metadata;  // as written
+
+  // The metadata value written under `key`, or null when there is none.
+  const std::string* find_metadata(std::string_view key) const {
+    for (const auto& [k, v] : metadata) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  }
 };
 
 struct ScaledObjectSpec {

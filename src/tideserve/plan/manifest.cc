@@ -20,7 +20,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -29,6 +28,8 @@
 #include <string_view>
 
 #include <fmt/format.h>
+
+#include "tideserve/util/mapped_file.h"
 
 extern char** environ;
 
@@ -414,11 +415,11 @@ Result<HpaSpec> parse_hpa(const Ctx& ctx, const std::string& api_version, const 
 
 // ---- ScaledObject --------------------------------------------------------------------------
 
+// A metadata value that is written and not empty.
 std::optional<std::string> meta_value(const Trigger& t, const std::string& key) {
-  for (const auto& [k, v] : t.metadata) {
-    if (k == key && !v.empty()) return v;
-  }
-  return std::nullopt;
+  const std::string* v = t.find_metadata(key);
+  if (v == nullptr || v->empty()) return std::nullopt;
+  return *v;
 }
 
 // Fills target / activation_target / the cron fields from the metadata keys each scaler reads
@@ -852,15 +853,6 @@ void append(Manifests& into, Manifests&& from) {
 
 // ---- files and kustomize -------------------------------------------------------------------
 
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return invalid_argument(path + ": read error");
-  return text.str();
-}
-
 bool executable(const std::string& path) {
   return ::access(path.c_str(), X_OK) == 0;
 }
@@ -1155,13 +1147,13 @@ Result<Manifests> read_manifests(const std::vector<std::string>& paths) {
       if (ec) return invalid_argument(path + ": cannot list: " + ec.message());
       std::sort(files.begin(), files.end());
       for (const fs::path& file : files) {
-        ASSIGN_OR_RETURN(const std::string text, read_file(file.string()));
+        ASSIGN_OR_RETURN(const std::string text, read_text_file(file.string()));
         ASSIGN_OR_RETURN(Manifests m, parse_stream(text, file.string()));
         append(all, std::move(m));
       }
       continue;
     }
-    ASSIGN_OR_RETURN(const std::string text, read_file(path));
+    ASSIGN_OR_RETURN(const std::string text, read_text_file(path));
     ASSIGN_OR_RETURN(Manifests m, parse_stream(text, path));
     append(all, std::move(m));
   }

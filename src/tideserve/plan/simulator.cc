@@ -93,13 +93,6 @@ Aggregate query_aggregate(const std::string& query) {
   return Aggregate::kSum;
 }
 
-const std::string* metadata(const Trigger& t, const char* key) {
-  for (const auto& [k, v] : t.metadata) {
-    if (k == key) return &v;
-  }
-  return nullptr;
-}
-
 std::optional<Signal> lookup(const Scaling& scaling, const std::vector<std::string>& names) {
   for (const std::string& n : names) {
     if (n.empty()) continue;
@@ -174,7 +167,7 @@ Result<SimResult> simulate(const ReplicaModel& model, const std::vector<RatePoin
         signals.push_back(Signal{t.type == "cpu" ? SignalKind::kCpu : SignalKind::kMemory});
         continue;
       }
-      const std::string* query = metadata(t, "query");
+      const std::string* query = t.find_metadata("query");
       std::optional<Signal> s = lookup(scaling, {t.name, t.type, fmt::format("{}", i)});
       if (!s && query) s = default_signal(*query, query_aggregate(*query));
       if (!s) {

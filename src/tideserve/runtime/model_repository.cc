@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -14,6 +12,7 @@
 
 #include "tideserve/util/cpus.h"
 #include "tideserve/util/log.h"
+#include "tideserve/util/mapped_file.h"
 
 namespace tideserve::runtime {
 
@@ -216,11 +215,9 @@ Result<ModelConfig> parse_model_config(std::string_view text, const std::string&
 Result<ModelConfig> read_model_config(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return ModelConfig{};
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return config_error(path, "cannot be read");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parse_model_config(text.str(), path);
+  Result<std::string> text = read_text_file(path);
+  if (!text.is_ok()) return config_error(path, "cannot be read");
+  return parse_model_config(*text, path);
 }
 
 int64_t estimate_load_bytes(const std::string& dir) {
