@@ -10,7 +10,8 @@ Input formats (see each target's header comment): tokenizer_fuzz: flags byte, ma
 text [0xFF pair]; loaders_fuzz: reader byte (0 tokenizer.json, 1 vocab.txt, 2 config.json,
 3 safetensors), then the file; model_directory_fuzz: modules.json, 1_Pooling/config.json,
 2_Dense/config.json, config_sentence_transformers.json and config.json joined by 0xFF bytes;
-request_fuzz: route byte (the index into its kTargets), then the body; plan_inputs_fuzz:
+request_fuzz: route byte (the index into its kTargets), then the body, or 0xFF, a
+multipart/form-data Content-Type value, '\n' and the multipart body; plan_inputs_fuzz:
 reader byte (0 manifests, 1 capacity profile, 2 rate schedule, 3 quantity, 4 cron spec), then
 the input.
 """
@@ -55,6 +56,21 @@ def corpora():
     def route(path, body):
         return bytes([routes.index(path)]) + json.dumps(body, ensure_ascii=False).encode()
 
+    def multipart(boundary, parts, content_type=None):
+        body = b""
+        for headers, data in parts:
+            body += b"--" + boundary + b"\r\n" + b"".join(h + b"\r\n" for h in headers)
+            body += b"\r\n" + data + b"\r\n"
+        body += b"--" + boundary + b"--\r\n"
+        if content_type is None:
+            content_type = b"multipart/form-data; boundary=" + boundary
+        return b"\xff" + content_type + b"\n" + body
+
+    batch = (json.dumps({"custom_id": "r1", "method": "POST", "url": "/v1/embeddings",
+                         "body": {"model": "tiny", "input": "你好"}}, ensure_ascii=False)
+             + "\n").encode()
+    purpose = ([b'Content-Disposition: form-data; name="purpose"'], b"batch")
+
     st_files = [read(ST, "modules.json"), read(ST, "1_Pooling", "config.json"),
                 read(ST, "2_Dense", "config.json"), read(ST, "config_sentence_transformers.json"),
                 read(ST, "config.json")]
@@ -95,6 +111,17 @@ def corpora():
             "v1_rerank": route("/v1/rerank", {"query": "q", "documents": ["a", {"text": "b"}],
                                               "top_n": 1, "return_documents": True}),
             "classify": route("/classify", {"input": ["a"], "labels": ["x"]}),
+            # What undici's FormData (the openai npm client) and curl -F send to POST /v1/files.
+            "multipart_undici": multipart(b"----formdata-undici-012345678901", [purpose, (
+                [b'Content-Disposition: form-data; name="file"; filename="batch.jsonl"',
+                 b"Content-Type: application/octet-stream"], batch)]),
+            "multipart_curl": multipart(b"------------------------d74496d66958873e", [purpose, (
+                [b'Content-Disposition: form-data; name="file"; filename="x.jsonl"',
+                 b"Content-Type: application/jsonl"], batch)]),
+            "multipart_quoted": multipart(b"a'()+_,-./:=? b", [(
+                [b'content-disposition: Form-Data; NAME="a \\"q\\" b"; filename*=UTF-8\'\'x',
+                 b"X-Other: 1"], b"\x00\r\n--a'()+_\r\n\r\n")],
+                b'Multipart/Form-Data; charset=utf-8; Boundary="a\'()+_,-./:=? b"'),
         },
         "plan_inputs_fuzz": {
             "hpa": b"\x00" + read("deploy", "k8s", "base", "autoscaling", "hpa.yaml"),

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", tideserve::kVersion);
   tideserve::cli::add_serve_command(app);
+  tideserve::cli::add_worker_command(app);
   tideserve::cli::add_embed_command(app);
   tideserve::cli::add_tokenize_command(app);
   tideserve::cli::add_healthcheck_command(app);

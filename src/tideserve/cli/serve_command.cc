@@ -11,6 +11,7 @@
 
 #include "tideserve/cli/cli_error.h"
 #include "tideserve/cli/common_options.h"
+#include "tideserve/jobs/batch_store.h"
 #include "tideserve/loadgen/load_generator.h"
 #include "tideserve/server/serve.h"
 #include "tideserve/util/log.h"
@@ -103,14 +104,71 @@ int run_serve(ServeArgs& args) {
   return server::serve(o);
 }
 
-}  // namespace
+// The batch API's and the job worker's options (serve and worker).
+void add_jobs_options(CLI::App* cmd, jobs::JobsOptions& j, bool worker) {
+  cmd->add_option("--redis", j.redis_url,
+                  worker ? "Redis of the job streams: redis://[[user]:password@]host[:port][/db] "
+                           "(no TLS: reach a TLS Redis through a sidecar or the mesh)"
+                         : "Redis for the batch API (/v1/files, /v1/batches): "
+                           "redis://[[user]:password@]host[:port][/db]; without it those routes "
+                           "answer 503 (no TLS: reach a TLS Redis through a sidecar or the mesh)")
+      ->envname("REDIS_URL");
+  if (!worker) {
+    cmd->add_flag("--jobs", j.consume,
+                  "Also run the job worker in this process (one machine: API and worker in one)")
+        ->envname("JOBS");
+  }
+  cmd->add_option("--jobs-prefix", j.prefix, "Prefix of every Redis key of the batch API")
+      ->envname("JOBS_PREFIX")
+      ->capture_default_str();
+  cmd->add_option("--jobs-consumer", j.consumer,
+                  "The worker's name in the consumer group (default: the host name, which is the "
+                  "pod name on Kubernetes)")
+      ->envname("JOBS_CONSUMER");
+  cmd->add_option("--jobs-visibility-timeout", j.visibility_timeout_s,
+                  "Seconds a line held by a worker may idle before another reclaims it (the "
+                  "holder renews its claim while it computes)")
+      ->envname("JOBS_VISIBILITY_TIMEOUT")
+      ->check(CLI::Range(0.5, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--jobs-max-deliveries", j.max_deliveries,
+                  "Deliveries of a line before it goes to the dead letters and the error file")
+      ->envname("JOBS_MAX_DELIVERIES")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--jobs-read-count", j.read_count, "Lines a worker reads at once")
+      ->envname("JOBS_READ_COUNT")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  cmd->add_option("--jobs-max-file-bytes", j.max_file_bytes,
+                  "Bytes of an uploaded batch file (413 beyond)")
+      ->envname("JOBS_MAX_FILE_BYTES")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 32))
+      ->capture_default_str();
+  cmd->add_option("--jobs-max-lines", j.max_lines, "Lines of a batch's input file")
+      ->envname("JOBS_MAX_LINES")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000000}))
+      ->capture_default_str();
+  cmd->add_option("--jobs-max-backlog", j.max_backlog,
+                  "Lines waiting or held in all job queues; a batch that would pass it is 429")
+      ->envname("JOBS_MAX_BACKLOG")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--jobs-ttl", j.ttl_s, "Seconds files, and batches once final, are kept in Redis")
+      ->envname("JOBS_TTL")
+      ->check(CLI::Range(1.0, 365.0 * 86400))
+      ->capture_default_str();
+  cmd->add_option("--jobs-completion-window-seconds", j.expiry_s,
+                  "Seconds the completion window \"24h\" gives a batch before it expires")
+      ->envname("JOBS_COMPLETION_WINDOW_SECONDS")
+      ->check(CLI::Range(1.0, 30.0 * 86400))
+      ->capture_default_str();
+}
 
-void add_serve_command(CLI::App& app) {
-  auto args = std::make_shared<ServeArgs>();
+void add_serve_options(CLI::App* cmd, const std::shared_ptr<ServeArgs>& args, bool worker) {
   server::ServeOptions& o = args->options;
   runtime::ModelOptions& model = o.model;
   runtime::SchedulerOptions& scheduler = o.model.service.scheduler;
-  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over HTTP");
   cmd->add_option("--model", model.model_dir,
                   "Model directory: a repository of one model (ignored with --model-repository)")
       ->envname("MODEL_NAME");
@@ -264,7 +322,27 @@ void add_serve_command(CLI::App& app) {
       ->envname("LOG_LEVEL")
       ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
       ->capture_default_str();
+  add_jobs_options(cmd, o.jobs, worker);
   cmd->callback([args]() { throw CLI::RuntimeError(run_serve(*args)); });
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  add_serve_options(app.add_subcommand("serve", "Serve a model over HTTP"), args, false);
+}
+
+void add_worker_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  args->options.api.worker = true;
+  args->options.jobs.consume = true;
+  args->options.http.port = 8081;
+  add_serve_options(
+      app.add_subcommand("worker",
+                         "Compute batch jobs from Redis (the OpenAI Batch API's lines); its port "
+                         "answers only the probes and /metrics"),
+      args, true);
 }
 
 void add_healthcheck_command(CLI::App& app) {

@@ -82,10 +82,18 @@ void Api::set_ready(bool ready, const std::string& reason) {
 
 bool Api::ready() const {
   const runtime::ModelRepository* repository = repository_.load();
+  if (options_.worker) {
+    const JobsService* jobs = jobs_.load();
+    if (jobs == nullptr || !jobs->consumer_connected()) return false;
+  }
   return ready_.load() && repository != nullptr && repository->ready();
 }
 
 std::string Api::not_ready_reason() const {
+  if (options_.worker && ready_.load()) {
+    const JobsService* jobs = jobs_.load();
+    if (jobs == nullptr || !jobs->consumer_connected()) return "the job worker cannot reach Redis";
+  }
   if (ready_.load()) {
     std::string reason = "loading models";
     if (const runtime::ModelRepository* repository = repository_.load()) {
@@ -210,10 +218,22 @@ void Api::handle(Request&& request, std::shared_ptr<Responder> responder) {
   call->family = route.family;
   call->label = route.pattern;
   call->params = std::move(match.params);
+  if (options_.worker && route.auth != Auth::kNone) {
+    return reply_error(call, 404,
+                       fmt::format("no route {}: a worker serves only its probes and /metrics "
+                                   "(the API is `tideserve serve`)",
+                                   path));
+  }
   if (method == http::verb::post) {
     const auto ct = call->request[http::field::content_type];
     std::string_view content_type(ct.data(), ct.size());
-    if (!content_type.empty() && content_type.substr(0, 16) != "application/json") {
+    if (route.multipart) {
+      if (content_type.substr(0, 19) != "multipart/form-data") {
+        return reply_error(
+            call, 415,
+            fmt::format("unsupported media type '{}'; send multipart/form-data", content_type));
+      }
+    } else if (!content_type.empty() && content_type.substr(0, 16) != "application/json") {
       return reply_error(
           call, 415,
           fmt::format("unsupported media type '{}'; send application/json", content_type));
@@ -227,6 +247,7 @@ void Api::handle(Request&& request, std::shared_ptr<Responder> responder) {
       !check_auth(call, route.auth == Auth::kAdmin ? options_.admin_key : options_.api_key)) {
     return;
   }
+  if (route.multipart && !hold_body(call)) return;
   if (route.model) {
     runtime::ModelRepository* models = repository();
     if (models == nullptr) return reply_error(call, 503, "model not ready: " + not_ready_reason());

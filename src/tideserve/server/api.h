@@ -21,6 +21,7 @@
 #include "tideserve/runtime/embedding_service.h"
 #include "tideserve/runtime/model_repository.h"
 #include "tideserve/server/http_server.h"
+#include "tideserve/server/jobs_service.h"
 #include "tideserve/server/json_writer.h"
 #include "tideserve/server/metrics.h"
 #include "tideserve/server/routes.h"
@@ -41,7 +42,12 @@ struct ApiOptions {
   // Bytes of request bodies the inference routes hold at once; a body that would pass it is 429
   // (413 when it alone is more). 0: a quarter of the cgroup memory limit, else 1 GiB.
   int64_t max_inflight_bytes = 0;
+  // `tideserve worker`: only the probes and /metrics answer (404 for the rest), and readiness
+  // also needs the job worker connected to Redis.
+  bool worker = false;
 };
+
+class JobsService;
 
 // Milliseconds as the timing headers and the seed's latency_ms write them ("12.345").
 std::string format_ms(double ms);
@@ -74,6 +80,9 @@ class Api {
   // The models: inference routes answer from the repository's versions from now on (before,
   // 503). `repository` must outlive every request.
   void set_repository(runtime::ModelRepository* repository);
+  // The batch API's Redis side (null: no --redis; the batch routes answer 503).
+  void set_jobs(JobsService* jobs) { jobs_.store(jobs); }
+  JobsService* jobs() const { return jobs_.load(); }
   runtime::ModelRepository* repository() const { return repository_.load(); }
   // The lifecycle's part of readiness (false while starting and once shutting down); `reason`
   // explains a 503. ready() is that and the repository's own readiness (its default model, or
@@ -122,6 +131,8 @@ class Api {
   // The same for the classification and rerank jobs.
   void classify(const CallPtr& call, runtime::ScoreRequest&& request, ScoreFinish finish);
   void rerank(const CallPtr& call, runtime::RerankRequest&& request, ScoreFinish finish);
+  // Holds `call`'s body against the in-flight bound, or answers 429 / 413 and returns false.
+  bool hold_body(const CallPtr& call);
   // Cancels `token` when the call's client goes away.
   void cancel_on_disconnect(const CallPtr& call, const runtime::CancelToken& token);
 
@@ -138,14 +149,12 @@ class Api {
                                         std::function<void(const CallPtr&, R&&)> finish,
                                         FailureHook on_failure);
 
-  // Holds `call`'s body against the in-flight bound, or answers 429 / 413 and returns false.
-  bool hold_body(const CallPtr& call);
-
   ApiOptions options_;
   Metrics& metrics_;
   int64_t max_inflight_bytes_ = 0;
   std::shared_ptr<std::atomic<int64_t>> inflight_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
   std::atomic<runtime::ModelRepository*> repository_{nullptr};
+  std::atomic<JobsService*> jobs_{nullptr};
   std::atomic<bool> ready_{false};
   mutable std::mutex mutex_;
   std::string not_ready_reason_ = "starting";  // guarded by mutex_

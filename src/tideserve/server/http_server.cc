@@ -204,11 +204,27 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   void read_request() {
     parser_.emplace();
     parser_->body_limit(static_cast<uint64_t>(shared_->options.payload_limit));
+    body_limit_ = shared_->options.payload_limit;
     parser_->header_limit(shared_->options.header_limit);
     stream_.expires_after(shared_->options.header_timeout);
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    if (!shared_->options.payload_limit_for) {
+      http::async_read(
+          stream_, buffer_, *parser_,
+          [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+      return;
+    }
+    // A route with its own body limit: the header first, then the body under that limit.
+    http::async_read_header(
+        stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
+          if (ec) return self->on_read(ec);
+          const auto target = self->parser_->get().target();
+          const int64_t limit = self->shared_->options.payload_limit_for(
+              std::string_view(target.data(), target.size()));
+          if (limit > 0) self->parser_->body_limit(static_cast<uint64_t>(limit));
+          self->body_limit_ = limit > 0 ? limit : self->shared_->options.payload_limit;
+          http::async_read(self->stream_, self->buffer_, *self->parser_,
+                           [self](beast::error_code ec2, size_t) { self->on_read(ec2); });
+        });
   }
 
   void on_read(beast::error_code ec) {
@@ -220,8 +236,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (ec) {
       TransportError error;
       if (ec == http::error::body_limit) {
-        error = {413, "request body exceeds the payload limit of " +
-                          std::to_string(shared_->options.payload_limit) + " bytes"};
+        error = {413, "request body exceeds the payload limit of " + std::to_string(body_limit_) +
+                          " bytes"};
       } else if (ec == http::error::header_limit) {
         error = {431, "request headers exceed " + std::to_string(shared_->options.header_limit) +
                           " bytes"};
@@ -387,6 +403,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  int64_t body_limit_ = 0;  // the limit the request being read is under
   std::optional<Response> response_;
   // A streamed answer: its head, serializer, the pieces not yet written.
   std::optional<http::response<http::empty_body>> stream_head_;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
@@ -29,6 +30,9 @@ struct HttpOptions {
   std::string host = "0.0.0.0";
   uint16_t port = 8000;
   int64_t payload_limit = 2 * 1024 * 1024;  // body bytes (413 beyond)
+  // A request target's own body limit, read once its header is in (> 0; else payload_limit):
+  // the batch file upload takes files larger than any inference body.
+  std::function<int64_t(std::string_view target)> payload_limit_for;
   uint32_t header_limit = 16 * 1024;        // header bytes (431 beyond)
   std::chrono::seconds header_timeout{10};  // to receive a whole request once it started
   std::chrono::seconds idle_timeout{60};    // keep-alive connection with no request

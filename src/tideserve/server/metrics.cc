@@ -213,6 +213,82 @@ void Metrics::observe_input_length(int64_t tokens) {
   input_length_->Observe(static_cast<double>(tokens));
 }
 
+void Metrics::enable_jobs() {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  using prometheus::BuildHistogram;
+  jobs_depth_ = &BuildGauge()
+                     .Name("tideserve_jobs_queue_depth")
+                     .Help(
+                         "Batch lines waiting or held by a worker (the group's lag + pending), "
+                         "by queue (model); every pod reports the same value from Redis")
+                     .Register(*registry_);
+  jobs_lag_ = &BuildGauge()
+                   .Name("tideserve_jobs_queue_lag")
+                   .Help("Batch lines not yet delivered to a worker (XINFO GROUPS lag), by queue")
+                   .Register(*registry_);
+  jobs_pending_ = &BuildGauge()
+                       .Name("tideserve_jobs_queue_pending")
+                       .Help("Batch lines delivered and not yet acknowledged (XPENDING), by queue")
+                       .Register(*registry_);
+  jobs_redis_up_ = &BuildGauge()
+                        .Name("tideserve_jobs_redis_up")
+                        .Help("1 when the last Redis round trip of the job janitor succeeded")
+                        .Register(*registry_)
+                        .Add({});
+  jobs_batches_ = &BuildCounter()
+                       .Name("tideserve_jobs_batches_total")
+                       .Help(
+                           "Batches this process created (in_progress, failed) or moved to a "
+                           "final status (completed, expired, cancelled)")
+                       .Register(*registry_);
+  jobs_lines_ = &BuildCounter()
+                     .Name("tideserve_jobs_lines_total")
+                     .Help(
+                         "Batch lines this worker finished, by status: completed, failed (an "
+                         "error answer), dead_lettered, retried (a transient failure, left for "
+                         "redelivery), reclaimed (taken over from an idle consumer), skipped "
+                         "(their batch no longer in progress)")
+                     .Register(*registry_);
+  for (const char* status :
+       {"completed", "failed", "dead_lettered", "retried", "reclaimed", "skipped"}) {
+    jobs_lines_->Add({{"status", status}});
+  }
+  jobs_line_duration_ = &BuildHistogram()
+                             .Name("tideserve_jobs_line_duration_seconds")
+                             .Help("Time from a line's queueing to its result being written")
+                             .Register(*registry_)
+                             .Add({}, prometheus::Histogram::BucketBoundaries{
+                                          0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800,
+                                          3600, 7200, 21600, 86400});
+}
+
+void Metrics::set_jobs_queue(const std::string& queue, int64_t lag, int64_t pending) {
+  if (jobs_depth_ == nullptr) return;
+  jobs_depth_->Add({{"queue", queue}}).Set(static_cast<double>(lag + pending));
+  jobs_lag_->Add({{"queue", queue}}).Set(static_cast<double>(lag));
+  jobs_pending_->Add({{"queue", queue}}).Set(static_cast<double>(pending));
+}
+
+void Metrics::set_jobs_redis_up(bool up) {
+  if (jobs_redis_up_ != nullptr) jobs_redis_up_->Set(up ? 1.0 : 0.0);
+}
+
+void Metrics::add_jobs_batches(const std::string& status, int64_t n) {
+  if (jobs_batches_ != nullptr) {
+    jobs_batches_->Add({{"status", status}}).Increment(static_cast<double>(n));
+  }
+}
+
+void Metrics::add_jobs_lines(const std::string& status, int64_t n) {
+  if (jobs_lines_ != nullptr)
+    jobs_lines_->Add({{"status", status}}).Increment(static_cast<double>(n));
+}
+
+void Metrics::observe_jobs_line(double seconds) {
+  if (jobs_line_duration_ != nullptr) jobs_line_duration_->Observe(seconds);
+}
+
 std::string Metrics::serialize() const {
   {
     std::lock_guard lock(process_mutex_);

@@ -47,6 +47,15 @@ class Metrics {
   void observe_model_request(const std::string& model, const std::string& version, int status_code,
                              double seconds);
 
+  // The worker mode's series (only in a process with --redis): the job queues' backlog as
+  // Redis has it (the same value on every pod), batches and lines by status, line latency.
+  void enable_jobs();
+  void set_jobs_queue(const std::string& queue, int64_t lag, int64_t pending);
+  void set_jobs_redis_up(bool up);
+  void add_jobs_batches(const std::string& status, int64_t n = 1);
+  void add_jobs_lines(const std::string& status, int64_t n = 1);
+  void observe_jobs_line(double seconds);
+
   // The text exposition format (version 0.0.4). Brings the process series (CPU seconds,
   // resident memory) up to date first.
   std::string serialize() const;
@@ -71,6 +80,13 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* model_load_failures_ = nullptr;
   prometheus::Family<prometheus::Counter>* model_requests_ = nullptr;
   prometheus::Family<prometheus::Histogram>* model_request_duration_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* jobs_depth_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* jobs_lag_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* jobs_pending_ = nullptr;
+  prometheus::Gauge* jobs_redis_up_ = nullptr;
+  prometheus::Family<prometheus::Counter>* jobs_batches_ = nullptr;
+  prometheus::Family<prometheus::Counter>* jobs_lines_ = nullptr;
+  prometheus::Histogram* jobs_line_duration_ = nullptr;
   prometheus::Counter* rejected_;
   prometheus::Counter* cancelled_;
   prometheus::Counter* refused_connections_;

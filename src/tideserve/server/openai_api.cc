@@ -5,15 +5,11 @@
 
 #include "tideserve/server/api.h"
 #include "tideserve/server/json_writer.h"
+#include "tideserve/server/openai_embeddings.h"
 
 namespace tideserve::server {
 
 namespace {
-
-struct EmbeddingsRequest {
-  runtime::EmbedRequest embed;
-  bool base64 = false;
-};
 
 Status read_ids(element list, std::vector<int32_t>& out) {
   for (element id : simdjson::dom::array(list)) {
@@ -63,6 +59,8 @@ Status read_input(element body, std::vector<runtime::EmbedInput>& inputs) {
   return Status::ok();
 }
 
+}  // namespace
+
 // {"input", "model"?, "encoding_format"?, "dimensions"?, "prompt_name"?, "prompt"?, "chunking"?}
 Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& request) {
   TS_RETURN_IF_ERROR(read_input(body, request.embed.inputs));
@@ -76,8 +74,6 @@ Status parse_embeddings(element body, int64_t max_inputs, EmbeddingsRequest& req
   return Status::ok();
 }
 
-}  // namespace
-
 void openai_embeddings(Api& api, const CallPtr& call) {
   EmbeddingsRequest request;
   if (Status st = parse_embeddings(call->body, api.options().max_client_batch_size, request);
@@ -86,37 +82,41 @@ void openai_embeddings(Api& api, const CallPtr& call) {
   }
   api.embed(call, std::move(request.embed),
             [&api, base64 = request.base64](const CallPtr& c, runtime::EmbedResult&& r) {
-              JsonWriter w;
-              w.reserve(r.embeddings.size() * 12);
-              w.begin_object().field("object", "list").key("data").begin_array();
-              for (size_t i = 0; i < r.size(); ++i) {
-                w.begin_object().field("object", "embedding").field("index", i);
-                // With chunking each item is a chunk, and says where it lies.
-                if (!r.chunks.empty()) write_chunk_span(w, r.chunks[i]);
-                w.key("embedding");
-                std::span<const float> row = r.row(i);
-                if (base64) {
-                  std::vector<uint8_t> bytes(row.size() * sizeof(float));
-                  std::memcpy(bytes.data(), row.data(), bytes.size());
-                  w.value(base64_encode(bytes));
-                } else {
-                  w.floats(row);
-                }
-                w.end_object();
-              }
-              w.end_array().field("model", c->service().info().name);
-              if (r.num_documents() > 0) {
-                w.key("documents").begin_array();
-                for (size_t d = 0; d < r.num_documents(); ++d) {
-                  w.begin_object().field("index", d).key("embedding").floats(r.document_row(d));
-                  w.end_object();
-                }
-                w.end_array();
-              }
-              write_usage(w, r.prompt_tokens);
-              w.end_object();
-              api.reply_json(c, 200, std::move(w).take());
+              api.reply_json(c, 200, embeddings_json(r, base64, c->service().info().name));
             });
+}
+
+std::string embeddings_json(const runtime::EmbedResult& r, bool base64, const std::string& model) {
+  JsonWriter w;
+  w.reserve(r.embeddings.size() * 12);
+  w.begin_object().field("object", "list").key("data").begin_array();
+  for (size_t i = 0; i < r.size(); ++i) {
+    w.begin_object().field("object", "embedding").field("index", i);
+    // With chunking each item is a chunk, and says where it lies.
+    if (!r.chunks.empty()) write_chunk_span(w, r.chunks[i]);
+    w.key("embedding");
+    std::span<const float> row = r.row(i);
+    if (base64) {
+      std::vector<uint8_t> bytes(row.size() * sizeof(float));
+      std::memcpy(bytes.data(), row.data(), bytes.size());
+      w.value(base64_encode(bytes));
+    } else {
+      w.floats(row);
+    }
+    w.end_object();
+  }
+  w.end_array().field("model", model);
+  if (r.num_documents() > 0) {
+    w.key("documents").begin_array();
+    for (size_t d = 0; d < r.num_documents(); ++d) {
+      w.begin_object().field("index", d).key("embedding").floats(r.document_row(d));
+      w.end_object();
+    }
+    w.end_array();
+  }
+  write_usage(w, r.prompt_tokens);
+  w.end_object();
+  return std::move(w).take();
 }
 
 // Every model with a version serving: "name" (its newest version) and, when it serves several,

@@ -57,7 +57,7 @@ RouteTable::Match RouteTable::match(verb method, std::string_view path) const {
 }
 
 const RouteTable& api_routes() {
-  // {method, pattern, family, auth, model, handler}
+  // {method, pattern, family, auth, model, handler[, multipart]}
   static const RouteTable table({
       {verb::get, "/health", Family::kSeed, Auth::kNone, false, seed_health},
       {verb::post, "/predict", Family::kSeed, Auth::kApi, true, seed_predict},
@@ -87,6 +87,14 @@ const RouteTable& api_routes() {
        repository_load},
       {verb::post, "/v2/repository/models/{name}/unload", Family::kKServe, Auth::kAdmin, false,
        repository_unload},
+      {verb::post, "/v1/files", Family::kOpenAi, Auth::kApi, false, files_create, true},
+      {verb::get, "/v1/files/{name}", Family::kOpenAi, Auth::kApi, false, files_get},
+      {verb::delete_, "/v1/files/{name}", Family::kOpenAi, Auth::kApi, false, files_delete},
+      {verb::get, "/v1/files/{name}/content", Family::kOpenAi, Auth::kApi, false, files_content},
+      {verb::post, "/v1/batches", Family::kOpenAi, Auth::kApi, false, batches_create},
+      {verb::get, "/v1/batches", Family::kOpenAi, Auth::kApi, false, batches_list},
+      {verb::get, "/v1/batches/{name}", Family::kOpenAi, Auth::kApi, false, batches_get},
+      {verb::post, "/v1/batches/{name}/cancel", Family::kOpenAi, Auth::kApi, false, batches_cancel},
       {verb::get, "/metrics", Family::kPlain, Auth::kNone, false, metrics_route},
   });
   return table;

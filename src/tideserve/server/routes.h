@@ -5,8 +5,9 @@
 // Handlers live in one file per API family: seed_api.cc (/health, /predict), tei_api.cc
 // (/embed, /tokenize, /info), openai_api.cc (/v1/embeddings, /v1/models), kserve_api.cc
 // (/v2/...), one for the scoring jobs of classifier and reranker models, scoring_api.cc
-// (/rerank, /v1/rerank, /classify), and the repository's admin routes, repository_api.cc
-// (/v2/repository/...); /metrics is api.cc's own.
+// (/rerank, /v1/rerank, /classify), the repository's admin routes, repository_api.cc
+// (/v2/repository/...), and the batch API over Redis, batch_api.cc (/v1/files, /v1/batches);
+// /metrics is api.cc's own.
 #pragma once
 
 #include <utility>  // must precede Asio under C++20 with g++ 12
@@ -99,6 +100,8 @@ struct Route {
   // Call::model (404 unknown, 503 before it serves).
   bool model;
   RouteHandler handler;
+  // The body is multipart/form-data (POST /v1/files), not JSON.
+  bool multipart = false;
 };
 
 class RouteTable {
@@ -149,6 +152,15 @@ void kserve_infer(Api& api, const CallPtr& call);
 void repository_index(Api& api, const CallPtr& call);
 void repository_load(Api& api, const CallPtr& call);
 void repository_unload(Api& api, const CallPtr& call);
+// batch_api.cc (the OpenAI Files and Batches API; 503 without --redis)
+void files_create(Api& api, const CallPtr& call);
+void files_get(Api& api, const CallPtr& call);
+void files_content(Api& api, const CallPtr& call);
+void files_delete(Api& api, const CallPtr& call);
+void batches_create(Api& api, const CallPtr& call);
+void batches_get(Api& api, const CallPtr& call);
+void batches_list(Api& api, const CallPtr& call);
+void batches_cancel(Api& api, const CallPtr& call);
 // api.cc
 void metrics_route(Api& api, const CallPtr& call);
 

@@ -52,8 +52,23 @@ int serve(const ServeOptions& options) {
   };
   runtime::ModelRepository repository(repository_options, std::move(observer));
   api.set_repository(&repository);
+  std::unique_ptr<JobsService> jobs;
+  if (!options.jobs.redis_url.empty()) {
+    jobs = std::make_unique<JobsService>(options.jobs, api_options.max_client_batch_size, metrics);
+  } else if (options.jobs.consume) {
+    log_event(LogLevel::kError, "startup_failed",
+              {{"error", "the job worker needs Redis: --redis URL (env REDIS_URL)"}});
+    return 1;
+  }
 
   HttpOptions http_options = options.http;
+  // A batch file may be larger than any inference body (multipart's own bytes on top).
+  const int64_t file_limit = options.jobs.max_file_bytes + (64 << 10);
+  if (jobs && file_limit > http_options.payload_limit) {
+    http_options.payload_limit_for = [file_limit](std::string_view target) -> int64_t {
+      return target == "/v1/files" ? file_limit : 0;
+    };
+  }
   http_options.on_connection_refused = [&metrics] { metrics.add_refused_connection(); };
   HttpServer http(
       io, http_options,
@@ -102,6 +117,18 @@ int serve(const ServeOptions& options) {
 
   std::vector<std::thread> io_threads;
   for (int i = 0; i < options.io_threads; ++i) io_threads.emplace_back([&io] { io.run(); });
+  if (jobs) {
+    if (Status st = jobs->start(&repository); !st.is_ok()) {
+      log_event(LogLevel::kError, "startup_failed", {{"error", st.message()}});
+      shutdown_flag.store(true);
+      signals.cancel();
+      hangup.cancel();
+      io.stop();
+      for (std::thread& t : io_threads) t.join();
+      return 1;
+    }
+    api.set_jobs(jobs.get());
+  }
 
   // Load and warm up off the IO threads: liveness answers meanwhile.
   int exit_code = 0;
@@ -130,10 +157,12 @@ int serve(const ServeOptions& options) {
   const auto deadline =
       drain_start +
       std::chrono::milliseconds(static_cast<int64_t>(options.lifecycle.shutdown_timeout_s * 1000));
-  if (exit_code == 0) {
+  // A worker has no Service endpoints to leave: it starts finishing what it holds at once.
+  if (exit_code == 0 && !options.api.worker) {
     std::this_thread::sleep_for(
         std::chrono::milliseconds(static_cast<int64_t>(options.lifecycle.drain_delay_s * 1000)));
   }
+  if (jobs) jobs->stop_consuming(deadline);
   http.stop_keep_alive();
   http.close_listener();
   // Every connection that was accepted gets its request read and answered (the engine keeps
@@ -146,6 +175,7 @@ int serve(const ServeOptions& options) {
   const bool drained = repository.drain(std::max(left, std::chrono::milliseconds(0)));
   int64_t cancelled = 0;
   for (const auto& service : repository.services()) cancelled += service->cancelled_inputs();
+  if (jobs) jobs->stop();
   signals.cancel();
   hangup.cancel();
   io.stop();

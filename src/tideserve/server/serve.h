@@ -6,8 +6,12 @@
 //   SIGTERM/SIGINT -> not ready at once -> keep answering for drain_delay (endpoint removal
 //   race) -> close the listener -> finish every admitted request -> exit 0 within
 //   shutdown_timeout.
+// With --redis the batch API answers from Redis; with --jobs (and as `tideserve worker`) the job
+// worker consumes the models' job streams too, and on SIGTERM stops reading and finishes the
+// lines it holds before the models drain.
 #pragma once
 
+#include "tideserve/jobs/batch_store.h"
 #include "tideserve/runtime/model_instance.h"
 #include "tideserve/runtime/model_repository.h"
 #include "tideserve/server/api.h"
@@ -28,7 +32,9 @@ struct ServeOptions {
   // root, model control, poll interval, memory limit, default model (its `defaults` are `model`)
   runtime::RepositoryOptions repository;
   HttpOptions http;
-  ApiOptions api;  // model_id and model_version are filled from `model`
+  ApiOptions api;  // model_id and model_version are filled from `model`; api.worker: a worker
+  // The batch API and the job worker: on with jobs.redis_url; the worker with jobs.consume.
+  jobs::JobsOptions jobs;
   int io_threads = 1;
   LifecycleOptions lifecycle;
 };
