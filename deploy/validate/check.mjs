@@ -291,10 +291,17 @@ const known_metrics = new Set(
   fs.readFileSync(path.join(root, "deploy/validate/server-metrics.txt"), "utf8")
     .split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean),
 );
+// Worker mode's families (tideserve worker, tideserve serve --redis): not in a plain server's
+// scrape, so listed apart (deploy/validate/jobs-metrics.txt).
+const jobs_metrics_file = path.join(root, "deploy/validate/jobs-metrics.txt");
+const jobs_metrics = new Set(
+  (fs.existsSync(jobs_metrics_file) ? fs.readFileSync(jobs_metrics_file, "utf8") : "")
+    .split("\n").map((l) => l.replace(/#.*/, "").trim()).filter(Boolean),
+);
 function series_known(name, recorded) {
   if (recorded.has(name)) return true;
   const base = name.replace(/_(bucket|sum|count)$/, "");
-  return known_metrics.has(name) || known_metrics.has(base);
+  return known_metrics.has(name) || known_metrics.has(base) || jobs_metrics.has(name) || jobs_metrics.has(base);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -648,12 +655,270 @@ function pod_templates(obj) {
   return t?.spec ? [{ spec: t.spec, metadata: t.metadata ?? {} }] : [];
 }
 
+// ---------------------------------------------------------------------------------------------
+// policy, worker mode (deploy/README.md "Worker mode"): the batch worker, what scales it (a KEDA
+// redis-streams ScaledObject or an HPA on the adapter's external queue_depth, never both), and
+// the dev Redis. The worker's stream and group, the scaler's and the HPA's must agree.
+
+const kWorkerComponent = "worker";
+// dev and dev with worker mode: one replica serving the model baked into the image.
+const is_dev = (render) => render === "overlays-dev" || render === "overlays-dev-jobs";
+const kWorkerPortName = "health";
+const kJobsGroup = "workers";
+const kJobsPrefixDefault = "tideserve";
+const kRedisComponent = "redis";
+const component_of = (o) => o.spec?.template?.metadata?.labels?.["app.kubernetes.io/component"];
+function is_worker(o) {
+  return o.kind === "Deployment" && component_of(o) === kWorkerComponent;
+}
+const positive_int = (v) => /^\d+$/.test(String(v ?? "")) && Number(v) > 0;
+const whole_number = (v) => /^\d+$/.test(String(v ?? ""));
+
+// redis://[user[:password]@]host[:port][/db] -> {host, port, db}, or null.
+function parse_redis_url(url) {
+  const m = String(url ?? "").match(/^redis:\/\/(?:[^@/]*@)?([^:/@]+)(?::(\d+))?(?:\/(\d+))?\/?$/);
+  return m ? { host: m[1], port: Number(m[2] ?? 6379), db: Number(m[3] ?? 0) } : null;
+}
+
+// The model ids a server or worker container serves: MODEL_ID, the directory name of MODEL_NAME,
+// or with MODEL_REPOSITORY the models the sync CronJob puts there (its MODELS).
+function model_ids(env, render) {
+  if (env.MODEL_ID) return [env.MODEL_ID];
+  if (env.MODEL_NAME) return [String(env.MODEL_NAME).replace(/\/+$/, "").split("/").pop()];
+  if (env.MODEL_REPOSITORY !== undefined) {
+    const syncs = [render, "base-model-sync"].flatMap((r) => (renders[r] ?? []).filter((o) => o.kind === "CronJob" && o.metadata?.name === kSyncCronJob));
+    const c = syncs[0]?.spec?.jobTemplate?.spec?.template?.spec?.containers?.[0];
+    return String(env_of(c ?? {}).MODELS ?? "").split(/[\s,]+/).filter(Boolean);
+  }
+  return [];
+}
+const kModelEnv = ["MODEL_NAME", "MODEL_ID", "MODEL_VERSION", "MODEL_REPOSITORY", "MODEL_CONTROL", "PIN_VERSIONS"];
+
+function check_worker(render, objs, w, fail, ctx) {
+  const id = id_of({ render, obj: w });
+  const pod = w.spec?.template?.spec ?? {};
+  const labels = w.spec?.template?.metadata?.labels ?? {};
+  if (!label_match(w.spec?.selector?.matchLabels, labels)) fail(`${id}: selector does not match the pod labels`);
+  const c = (pod.containers ?? [])[0];
+  if (!c || (pod.containers ?? []).length !== 1) { fail(`${id}: want exactly one container`); return; }
+  const cmd = [...(c.command ?? []), ...(c.args ?? [])];
+  if (!/(^|\/)tideserve$/.test(cmd[0] ?? "") || cmd[1] !== "worker") fail(`${id}: must run \`tideserve worker\` (command), not ${JSON.stringify(cmd)}: the image's entrypoint is \`tideserve serve\``);
+  const raw_env = c.env ?? [];
+  const env = env_of(c);
+  const port = Number(env.PORT ?? 8000);
+  const hp = (c.ports ?? []).find((p) => p.name === kWorkerPortName);
+  if (!hp) fail(`${id}: no container port named ${kWorkerPortName}`);
+  else if (hp.containerPort !== port) fail(`${id}: port ${kWorkerPortName} is ${hp.containerPort}, but PORT is ${port}`);
+  for (const [probe, want] of [["startupProbe", kReadyPath], ["readinessProbe", kReadyPath], ["livenessProbe", kLivePath]]) {
+    const get = c[probe]?.httpGet;
+    if (!get) { fail(`${id}: ${probe} must be an httpGet probe`); continue; }
+    if (get.path !== want) fail(`${id}: ${probe} path ${get.path}, want ${want}`);
+    if (get.port !== kWorkerPortName && get.port !== port) fail(`${id}: ${probe} port ${get.port} is not the ${kWorkerPortName} port (${port})`);
+  }
+  const sp = c.startupProbe ?? {};
+  if ((sp.failureThreshold ?? 3) * (sp.periodSeconds ?? 10) < 120) fail(`${id}: startupProbe allows less than 120 s for the model load`);
+  // No public API: no Service may select the workers.
+  for (const svc of objs.filter((o) => o.kind === "Service")) {
+    if (label_match(svc.spec?.selector, labels)) fail(`${id}: Service ${svc.metadata?.name} selects the workers, which have no API (only health and metrics)`);
+  }
+  // Shutdown: the lines held are finished within SHUTDOWN_TIMEOUT, and the sidecar outlives it.
+  const shutdown = Number(env.SHUTDOWN_TIMEOUT ?? 30);
+  const grace = pod.terminationGracePeriodSeconds ?? 30;
+  let drain = 0;
+  const proxy_cfg = w.spec?.template?.metadata?.annotations?.["proxy.istio.io/config"];
+  if (proxy_cfg !== undefined) {
+    let cfg = null;
+    try { cfg = yaml.load(proxy_cfg); } catch { /* reported below */ }
+    drain = seconds(cfg?.terminationDrainDuration ?? "5s");
+    if (!(drain > shutdown)) fail(`${id}: proxy.istio.io/config terminationDrainDuration ${cfg?.terminationDrainDuration ?? "(unset: 5s)"} must exceed SHUTDOWN_TIMEOUT ${shutdown}: the sidecar carries the Redis connection the results are written over`);
+  }
+  if (!(grace > Math.max(shutdown, drain))) fail(`${id}: terminationGracePeriodSeconds ${grace} must exceed SHUTDOWN_TIMEOUT ${shutdown}${drain ? ` and the sidecar's drain ${drain}` : ""}`);
+  // Redis and the job flags.
+  const redis = raw_env.find((e) => e.name === "REDIS_URL");
+  if (!redis) fail(`${id}: REDIS_URL is not set`);
+  else if (redis.value !== undefined) {
+    if (!parse_redis_url(redis.value)) fail(`${id}: REDIS_URL ${redis.value} is not redis://[user:password@]host:port/db (the client has no TLS: rediss:// is not supported)`);
+  } else if (!redis.valueFrom?.secretKeyRef) fail(`${id}: REDIS_URL must be a literal or come from a Secret`);
+  else if (redis.valueFrom.secretKeyRef.optional === true) fail(`${id}: REDIS_URL's Secret must not be optional: a worker without Redis has nothing to do`);
+  const consumer = raw_env.find((e) => e.name === "JOBS_CONSUMER");
+  if (consumer && consumer.valueFrom?.fieldRef?.fieldPath !== "metadata.name") fail(`${id}: JOBS_CONSUMER must come from the pod name (fieldRef metadata.name): two workers with one consumer name take each other's lines`);
+  for (const k of ["JOBS_VISIBILITY_TIMEOUT", "JOBS_MAX_DELIVERIES"]) {
+    if (env[k] !== undefined && !positive_int(env[k])) fail(`${id}: ${k} ${env[k]} must be a positive whole number`);
+  }
+  if (env.JOBS_VISIBILITY_TIMEOUT !== undefined && !(Number(env.JOBS_VISIBILITY_TIMEOUT) > shutdown)) {
+    fail(`${id}: JOBS_VISIBILITY_TIMEOUT ${env.JOBS_VISIBILITY_TIMEOUT} must exceed SHUTDOWN_TIMEOUT ${shutdown} (a line is not taken from a worker that is still finishing it)`);
+  }
+  // Security and resources, as the server's.
+  const psc = pod.securityContext ?? {};
+  const csc = c.securityContext ?? {};
+  if (!(psc.runAsNonRoot || csc.runAsNonRoot)) fail(`${id}: runAsNonRoot is not set`);
+  if ((csc.runAsUser ?? psc.runAsUser) !== 1000) fail(`${id}: must run as uid 1000 (the image's user)`);
+  if (csc.readOnlyRootFilesystem !== true || csc.allowPrivilegeEscalation !== false || csc.privileged || !(csc.capabilities?.drop ?? []).includes("ALL") || csc.capabilities?.add?.length) {
+    fail(`${id}: readOnlyRootFilesystem, allowPrivilegeEscalation: false, not privileged and dropping ALL capabilities are required`);
+  }
+  for (const k of ["cpu", "memory"]) if (!c.resources?.requests?.[k] || !c.resources?.limits?.[k]) fail(`${id}: ${k} request and limit required`);
+  if (c.resources?.requests?.["nvidia.com/gpu"] !== undefined || c.resources?.limits?.["nvidia.com/gpu"] !== undefined) fail(`${id}: requests nvidia.com/gpu, but tideserve computes only on CPUs`);
+  // The model: the server's, mounted read-only.
+  if (env.MODEL_REPOSITORY !== undefined) {
+    const mount = (c.volumeMounts ?? []).find((m) => m.mountPath.replace(/\/$/, "") === String(env.MODEL_REPOSITORY).replace(/\/$/, ""));
+    const vol = mount && (pod.volumes ?? []).find((v) => v.name === mount.name);
+    if (!mount) fail(`${id}: MODEL_REPOSITORY ${env.MODEL_REPOSITORY} is not a mounted volume`);
+    else if (mount.readOnly !== true || vol?.persistentVolumeClaim?.readOnly !== true) fail(`${id}: the model volume must be mounted readOnly from a readOnly PVC (the model-sync Job is the only writer)`);
+    else if (!ctx.model_claims.has(vol.persistentVolumeClaim.claimName)) fail(`${id}: PVC ${vol.persistentVolumeClaim.claimName} is not the model repository (${[...ctx.model_claims].join(", ")})`);
+  } else if (!env.MODEL_NAME) fail(`${id}: neither MODEL_REPOSITORY nor MODEL_NAME is set`);
+  // The servers that take the batches: in its kustomization, or else the overlays of its namespace
+  // whose replicas have REDIS_URL (production, beside overlays/worker-keda or worker-hpa).
+  const server_env = (s) => (s.obj.spec?.template?.spec?.containers ?? []).find((x) => x.name === "tideserve") ?? {};
+  const takers = ctx.servers.filter((s) => (server_env(s).env ?? []).some((e) => e.name === "REDIS_URL"));
+  if (!takers.length) {
+    fail(`${id}: no tideserve server ${ctx.servers.length ? `(${[...new Set(ctx.servers.map((s) => s.render))].join(", ")}) ` : ""}in namespace ${ns_of(w) || "(none)"} has REDIS_URL: nobody takes the batches it works on`);
+  }
+  for (const s of takers) {
+    const sc = server_env(s);
+    const senv = env_of(sc);
+    for (const k of kModelEnv) {
+      if (senv[k] !== env[k]) fail(`${id}: ${k} ${env[k] ?? "(unset)"} differs from the server's ${senv[k] ?? "(unset)"} (${s.render}): the worker must serve the models whose batches the server takes`);
+    }
+    const sredis = (sc.env ?? []).find((e) => e.name === "REDIS_URL");
+    const where = (e) => e?.value ?? `${e?.valueFrom?.secretKeyRef?.name}/${e?.valueFrom?.secretKeyRef?.key}`;
+    if (redis && where(sredis) !== where(redis)) fail(`${id}: REDIS_URL ${where(redis)} differs from the server's ${where(sredis)} (${s.render}): they must share one Redis`);
+  }
+  // The worker's streams, for the autoscalers.
+  const prefix = env.JOBS_PREFIX ?? kJobsPrefixDefault;
+  const models = model_ids(env, render);
+  const streams = new Set(models.map((m) => `${prefix}:queue:${m}`));
+  const name = w.metadata?.name;
+  const targets = (o) => o.spec?.scaleTargetRef?.kind === "Deployment" && o.spec.scaleTargetRef.name === name;
+  const scaled = objs.filter((o) => o.kind === "ScaledObject" && targets(o));
+  const hpas = objs.filter((o) => o.kind === "HorizontalPodAutoscaler" && targets(o));
+  if (scaled.length + hpas.length > 1) fail(`${render}: ${name} has ${scaled.length} ScaledObject(s) and ${hpas.length} HPA(s): one autoscaler, KEDA or HPA, never both`);
+  if (scaled.length + hpas.length > 0 && w.spec?.replicas !== undefined) fail(`${id}: replicas is set while an autoscaler owns it (every apply would reset the count)`);
+  const pdbs = objs.filter((o) => o.kind === "PodDisruptionBudget" && label_match(o.spec?.selector?.matchLabels, labels));
+  if (pdbs.length !== 1) fail(`${render}: want one PodDisruptionBudget for ${name}, found ${pdbs.length}`);
+  for (const pdb of pdbs) if (pdb.spec?.maxUnavailable !== 1) fail(`${id_of({ render, obj: pdb })}: maxUnavailable must be 1`);
+
+  for (const so of scaled) {
+    const sid = id_of({ render, obj: so });
+    const triggers = so.spec?.triggers ?? [];
+    const rs = triggers.filter((t) => t.type === "redis-streams");
+    if (!rs.length) fail(`${sid}: no redis-streams trigger`);
+    if (triggers.length !== rs.length) fail(`${sid}: only redis-streams triggers (the queue is the worker's whole load)`);
+    if (!(so.spec?.maxReplicaCount > 0)) fail(`${sid}: maxReplicaCount must be set`);
+    if (!(so.spec?.pollingInterval > 0) || so.spec?.cooldownPeriod === undefined) fail(`${sid}: set pollingInterval and cooldownPeriod`);
+    for (const t of rs) {
+      const m = t.metadata ?? {};
+      const tid = `${sid}: trigger ${t.name ?? "?"}`;
+      if (!streams.has(m.stream)) fail(`${tid}: stream ${m.stream} is not one the worker reads (${[...streams].join(", ") || "none"}: JOBS_PREFIX:queue:<model>)`);
+      if (m.consumerGroup !== kJobsGroup) fail(`${tid}: consumerGroup ${m.consumerGroup ?? "(unset: stream length)"}, want ${kJobsGroup} (the workers' group)`);
+      const modes = ["lagCount", "pendingEntriesCount", "streamLength"].filter((k) => m[k] !== undefined);
+      if (modes.length !== 1) fail(`${tid}: set exactly one of lagCount, pendingEntriesCount, streamLength`);
+      for (const k of ["lagCount", "pendingEntriesCount", "streamLength"]) {
+        if (m[k] !== undefined && !positive_int(m[k])) fail(`${tid}: ${k} ${JSON.stringify(m[k])} must be a positive whole number (a string)`);
+      }
+      if (m.activationLagCount !== undefined && !whole_number(m.activationLagCount)) fail(`${tid}: activationLagCount ${JSON.stringify(m.activationLagCount)} must be a whole number (a string)`);
+      if (m.databaseIndex !== undefined && !whole_number(m.databaseIndex)) fail(`${tid}: databaseIndex ${JSON.stringify(m.databaseIndex)} must be a whole number`);
+      const where = ["address", "addressFromEnv", "host", "hostFromEnv"].filter((k) => m[k] !== undefined);
+      if (!where.length) fail(`${tid}: no address, addressFromEnv, host or hostFromEnv`);
+      for (const k of ["addressFromEnv", "hostFromEnv", "portFromEnv", "passwordFromEnv", "usernameFromEnv"]) {
+        if (m[k] !== undefined && !raw_env.some((e) => e.name === m[k])) fail(`${tid}: ${k} ${m[k]} is not an environment variable of ${name}'s container`);
+      }
+      const addr = m.address ?? (m.addressFromEnv ? env[m.addressFromEnv] : undefined);
+      if (addr !== undefined) {
+        const am = String(addr).match(/^([^:/]+):(\d+)$/);
+        if (!am) fail(`${tid}: address ${addr} must be host:port (KEDA takes no redis:// URL)`);
+        else if (!am[1].includes(".") && !/^\d/.test(am[1])) fail(`${tid}: address ${addr}: KEDA resolves it from its own namespace: give the Service's full name (<svc>.<namespace>.svc)`);
+        const u = redis?.value !== undefined ? parse_redis_url(redis.value) : null;
+        if (am && u && (am[1].split(".")[0] !== u.host.split(".")[0] || Number(am[2]) !== u.port)) fail(`${tid}: address ${addr} is not REDIS_URL's ${u.host}:${u.port}`);
+      }
+      const u = redis?.value !== undefined ? parse_redis_url(redis.value) : null;
+      if (u && Number(m.databaseIndex ?? 0) !== u.db) fail(`${tid}: databaseIndex ${m.databaseIndex ?? 0} is not REDIS_URL's database ${u.db}`);
+      if (t.authenticationRef && !objs.some((o) => ["TriggerAuthentication", "ClusterTriggerAuthentication"].includes(o.kind) && o.metadata?.name === t.authenticationRef.name)) {
+        fail(`${tid}: authenticationRef ${t.authenticationRef.name} is not part of this kustomization`);
+      }
+    }
+    // Scale from zero: only the lag mode (XINFO GROUPS) sees lines before any worker read them.
+    if ((so.spec?.minReplicaCount ?? 0) === 0) {
+      if (!rs.some((t) => t.metadata?.lagCount !== undefined && t.metadata?.activationLagCount !== undefined)) {
+        fail(`${sid}: minReplicaCount 0 needs a lagCount trigger with activationLagCount (the only redis-streams mode that scales from zero)`);
+      }
+      if (!rs.some((t) => t.metadata?.pendingEntriesCount !== undefined)) {
+        fail(`${sid}: no pendingEntriesCount trigger: once the lag is 0 KEDA would scale away workers that still hold lines`);
+      }
+    }
+  }
+  for (const h of hpas) {
+    const hid = id_of({ render, obj: h });
+    if (!((h.spec?.minReplicas ?? 1) >= 1)) fail(`${hid}: minReplicas must be >= 1 (an HPA cannot scale to zero)`);
+    if (!(h.spec?.maxReplicas > 0)) fail(`${hid}: maxReplicas must be set`);
+    const ext = (h.spec?.metrics ?? []).filter((m) => m.type === "External");
+    if (!ext.length) fail(`${hid}: no External metric on the queue`);
+    for (const m of ext) {
+      const mname = m.external?.metric?.name;
+      const rule = ctx.adapter_external.get(mname);
+      if (!rule) { fail(`${hid}: External metric ${mname} is not served by a prometheus-adapter externalRules entry`); continue; }
+      const queue = m.external?.metric?.selector?.matchLabels?.queue;
+      if (!models.includes(queue)) fail(`${hid}: selector queue=${queue ?? "(unset)"} is not a model the worker serves (${models.join(", ") || "none"})`);
+      const by = outer_by_labels(rule.metricsQuery);
+      for (const k of Object.keys(m.external?.metric?.selector?.matchLabels ?? {})) {
+        if (!by.includes(k)) fail(`${hid}: selector label ${k} is not kept by the adapter's metricsQuery by (${by.join(", ")})`);
+      }
+      if (m.external?.target?.type !== "AverageValue" || !m.external?.target?.averageValue) fail(`${hid}: External target must be AverageValue (lines per worker)`);
+    }
+  }
+}
+
+// The dev Redis: one StatefulSet of the official image, append-only with an fsync per write.
+function check_redis(render, objs, fail) {
+  for (const ss of objs.filter((o) => o.kind === "StatefulSet" && component_of(o) === kRedisComponent)) {
+    const id = id_of({ render, obj: ss });
+    const pod = ss.spec?.template?.spec ?? {};
+    const labels = ss.spec?.template?.metadata?.labels ?? {};
+    const c = (pod.containers ?? [])[0] ?? {};
+    const image = String(c.image ?? "");
+    const im = image.match(/^docker\.io\/library\/redis:(\d+)\.(\d+)\.(\d+)-bookworm$/);
+    if (!im) fail(`${id}: image ${image}: want the official Debian image with a pinned version, docker.io/library/redis:X.Y.Z-bookworm`);
+    else if (Number(im[1]) < 7) fail(`${id}: Redis ${im[1]}: the consumer-group lag (KEDA lagCount, XINFO GROUPS) needs Redis 7`);
+    const argv = [...(c.command ?? []), ...(c.args ?? [])].join(" ");
+    if (!/--appendonly yes\b/.test(argv)) fail(`${id}: run with --appendonly yes (accepted batches and results must survive a restart)`);
+    if (!/--appendfsync always\b/.test(argv)) fail(`${id}: run with --appendfsync always (an fsync per write)`);
+    const dir = argv.match(/--dir (\S+)/)?.[1] ?? "/data";
+    const mount = (c.volumeMounts ?? []).find((m) => m.mountPath.replace(/\/$/, "") === dir.replace(/\/$/, ""));
+    if (!mount || !(ss.spec?.volumeClaimTemplates ?? []).some((t) => t.metadata?.name === mount.name)) fail(`${id}: its data directory ${dir} must be a volumeClaimTemplates volume`);
+    for (const probe of ["readinessProbe", "livenessProbe"]) {
+      if (!/redis-cli .*ping/.test((c[probe]?.exec?.command ?? []).join(" "))) fail(`${id}: ${probe} must run redis-cli ping`);
+    }
+    const psc = pod.securityContext ?? {};
+    const csc = c.securityContext ?? {};
+    if (!(psc.runAsNonRoot || csc.runAsNonRoot) || !((csc.runAsUser ?? psc.runAsUser) > 0)) fail(`${id}: must run as a non-root uid`);
+    if (csc.readOnlyRootFilesystem !== true || csc.allowPrivilegeEscalation !== false || !(csc.capabilities?.drop ?? []).includes("ALL")) {
+      fail(`${id}: readOnlyRootFilesystem, allowPrivilegeEscalation: false and dropping ALL capabilities are required`);
+    }
+    const svcs = objs.filter((o) => o.kind === "Service" && label_match(o.spec?.selector, labels));
+    const headless = svcs.find((o) => o.metadata?.name === ss.spec?.serviceName);
+    if (!headless || headless.spec?.clusterIP !== "None") fail(`${id}: serviceName ${ss.spec?.serviceName} must be a headless Service (clusterIP: None) of this kustomization selecting it`);
+    const client = svcs.filter((o) => o.spec?.clusterIP !== "None" && (o.spec?.ports ?? []).some((p) => p.port === 6379));
+    if (!client.length) fail(`${id}: no client Service on port 6379 selects it`);
+    // Every literal REDIS_URL of this kustomization reaches it.
+    for (const o of objs) {
+      for (const t of pod_templates(o)) {
+        for (const ct of t.spec.containers ?? []) {
+          const u = (ct.env ?? []).find((e) => e.name === "REDIS_URL" && e.value !== undefined);
+          if (!u) continue;
+          const p = parse_redis_url(u.value);
+          const ok = p && client.some((s) => s.metadata?.name === p.host.split(".")[0] && (s.spec?.ports ?? []).some((x) => x.port === p.port));
+          if (!ok) fail(`${id_of({ render, obj: o })}: REDIS_URL ${u.value} is not the client Service ${client.map((s) => `${s.metadata?.name}:6379`).join(", ")}`);
+        }
+      }
+    }
+  }
+}
+
 const same_labels = (a, b) => JSON.stringify(Object.entries(a ?? {}).sort()) === JSON.stringify(Object.entries(b ?? {}).sort());
 
 // The model volume: written by the sync CronJob alone, read-only everywhere else.
 function check_model_volume(render, objs, fail) {
   const item = (obj) => ({ render, obj });
-  const server = objs.find((o) => o.kind === "Deployment");
+  const server = objs.find((o) => o.kind === "Deployment" && !is_worker(o));
   const c = server?.spec?.template?.spec?.containers?.find((x) => x.name === "tideserve");
   const repo = env_of(c ?? {}).MODEL_REPOSITORY;
   if (repo === undefined) return;
@@ -1015,7 +1280,8 @@ function check_applications(fail) {
 await check("policy", async (fail) => {
   // Whole deployments only: the base's pieces (base-workload, ...) are building blocks.
   const render_names = Object.keys(renders).filter((r) => !r.startsWith("file:") && !r.startsWith("base-"));
-  const must_render = ["base", "base-model-sync", "base-rollout", "overlays-dev", "overlays-production",
+  const must_render = ["base", "base-model-sync", "base-rollout", "base-worker", "base-redis", "overlays-dev",
+    "overlays-dev-jobs", "overlays-worker-keda", "overlays-worker-hpa", "overlays-production",
     "overlays-staging", "overlays-gpu", "overlays-keda", "istio", "gateway", "monitoring", "argocd"];
   for (const r of must_render) if (!renders[r]) fail(`kustomization ${r.replace("-", "/")} was not rendered`);
   check_applications(fail);
@@ -1023,16 +1289,40 @@ await check("policy", async (fail) => {
   const recorded = new Set(prometheus_rules(all_objects).filter((r) => r.record).map((r) => r.record));
   const adapter_names = new Map(); // exposed name -> recorded series
   const adapter_rules = [];
+  const adapter_external_rules = [];
   for (const { obj } of all_objects.filter((o) => o.obj.kind === "ConfigMap" && o.obj.data?.["config.yaml"])) {
     const cfg = yaml.load(obj.data["config.yaml"]);
     for (const rule of cfg?.rules ?? []) adapter_rules.push(rule);
+    for (const rule of cfg?.externalRules ?? []) adapter_external_rules.push(rule);
   }
+  // External metrics (the worker's HPA): a jobs gauge, by queue, taken as the max over the pods
+  // (every pod exports the same value read from Redis: a sum would multiply it by the pods).
+  const adapter_external = new Map();
+  for (const rule of adapter_external_rules) {
+    const series = [...metric_names_in(rule.seriesQuery)][0];
+    const as = rule.name?.as ?? series;
+    adapter_external.set(as, rule);
+    if (!jobs_metrics.has(series)) fail(`adapter externalRules ${as}: series ${series} is not a worker-mode family (deploy/validate/jobs-metrics.txt)`);
+    if (!new RegExp(rule.name?.matches ?? "^$").test(series ?? "")) fail(`adapter externalRules ${as}: name.matches does not match ${series}`);
+    const q = String(rule.metricsQuery ?? "");
+    if (!q.includes("<<.LabelMatchers>>")) fail(`adapter externalRules ${as}: metricsQuery must use <<.LabelMatchers>> (the HPA's selector and namespace)`);
+    if (!/^\s*max\s*\(/.test(q)) fail(`adapter externalRules ${as}: metricsQuery must aggregate with max: every pod exports the same queue gauge`);
+    if (!outer_by_labels(q).includes("queue")) fail(`adapter externalRules ${as}: metricsQuery must keep queue in its by (the HPA selects a queue)`);
+    if (!rule.resources?.overrides?.namespace) fail(`adapter externalRules ${as}: map the namespace label (resources.overrides.namespace) so that a namespace's HPA reads its own queue`);
+  }
+  // The model repository PVC(s) a worker may read.
+  const model_claims = new Set(["base-model-volume", ...render_names].flatMap((r) => (renders[r] ?? []).filter((o) => o.kind === "PersistentVolumeClaim").map((o) => o.metadata?.name)));
 
   for (const render of render_names) {
     const objs = renders[render];
     const item = (obj) => ({ render, obj });
-    const deployments = objs.filter((o) => o.kind === "Deployment");
-    const services = objs.filter((o) => o.kind === "Service");
+    const deployments = objs.filter((o) => o.kind === "Deployment" && !is_worker(o));
+    const workers = objs.filter(is_worker);
+    const worker_names = new Set(workers.map((w) => w.metadata?.name));
+    // The server's Service and PDB: not those of the workers or the dev Redis.
+    const other_pods = objs.filter((o) => is_worker(o) || o.kind === "StatefulSet").flatMap((o) => pod_templates(o).map((t) => t.metadata.labels ?? {}));
+    const of_others = (sel) => other_pods.some((l) => label_match(sel, l));
+    const services = objs.filter((o) => o.kind === "Service" && !of_others(o.spec?.selector));
     const is_workload = deployments.length > 0;
     if (is_workload && deployments.length !== 1) fail(`${render}: expected one Deployment`);
 
@@ -1127,7 +1417,7 @@ await check("policy", async (fail) => {
         if (poll !== undefined && !(/^\d+$/.test(String(poll)) && Number(poll) >= 1 && Number(poll) <= 300)) {
           fail(`${id}: REPOSITORY_POLL_SECONDS ${poll} must be a whole number of seconds in 1..300`);
         }
-      } else if (render !== "overlays-dev") {
+      } else if (!is_dev(render)) {
         fail(`${id}: MODEL_REPOSITORY is not set: outside dev the replicas serve the model repository on the volume`);
       } else {
         const model = env.MODEL_NAME ?? "";
@@ -1148,8 +1438,8 @@ await check("policy", async (fail) => {
       if (rollout) {
         if (d.spec?.replicas !== 0) fail(`${id}: Rollout ${rollout.metadata?.name} runs its pods: the Deployment must have replicas: 0 (has ${d.spec?.replicas ?? "the default 1"})`);
       } else {
-        if (render !== "overlays-dev" && (d.spec?.replicas ?? 1) < 2) fail(`${id}: at least 2 replicas outside dev`);
-        if (render === "overlays-dev" && d.spec?.replicas !== 1) fail(`${id}: dev runs 1 replica`);
+        if (!is_dev(render) && (d.spec?.replicas ?? 1) < 2) fail(`${id}: at least 2 replicas outside dev`);
+        if (is_dev(render) && d.spec?.replicas !== 1) fail(`${id}: dev runs 1 replica`);
         if (render === "base" && d.spec?.replicas !== 3) fail(`${id}: base runs 3 replicas`);
       }
       const ann = d.spec?.template?.metadata?.annotations ?? {};
@@ -1172,16 +1462,17 @@ await check("policy", async (fail) => {
         if (!p80) fail(`${sid}: no port 80`);
         else if (!probe_port_ok(p80.targetPort)) fail(`${sid}: port 80 targets ${p80.targetPort}, not the server port ${port}`);
       }
-      for (const pdb of objs.filter((o) => o.kind === "PodDisruptionBudget")) {
+      for (const pdb of objs.filter((o) => o.kind === "PodDisruptionBudget" && !of_others(o.spec?.selector?.matchLabels))) {
         const pid = id_of(item(pdb));
         if (!label_match(pdb.spec?.selector?.matchLabels, pod_labels)) fail(`${pid}: selector does not match the pods`);
         if (pdb.spec?.maxUnavailable !== 1) fail(`${pid}: maxUnavailable must be 1`);
       }
-      if (!objs.some((o) => o.kind === "PodDisruptionBudget")) fail(`${render}: no PodDisruptionBudget`);
+      if (!objs.some((o) => o.kind === "PodDisruptionBudget" && !of_others(o.spec?.selector?.matchLabels))) fail(`${render}: no PodDisruptionBudget`);
 
       // Autoscaling: exactly one of HPA / ScaledObject.
-      const hpas = objs.filter((o) => o.kind === "HorizontalPodAutoscaler");
-      const scaled = objs.filter((o) => o.kind === "ScaledObject");
+      const of_worker = (o) => o.spec?.scaleTargetRef?.kind === "Deployment" && worker_names.has(o.spec.scaleTargetRef.name);
+      const hpas = objs.filter((o) => o.kind === "HorizontalPodAutoscaler" && !of_worker(o));
+      const scaled = objs.filter((o) => o.kind === "ScaledObject" && !of_worker(o));
       if (hpas.length + scaled.length !== 1) fail(`${render}: want exactly one autoscaler (HPA or ScaledObject), found ${hpas.length + scaled.length}`);
       if (render === "overlays-keda" && scaled.length !== 1) fail(`${render}: keda must use a ScaledObject`);
       // The HPA scales what runs the pods: the Rollout where one takes over the Deployment.
@@ -1192,7 +1483,7 @@ await check("policy", async (fail) => {
       for (const h of hpas) {
         const hid = id_of(item(h));
         if (!target_ok(h.spec?.scaleTargetRef)) fail(`${hid}: scaleTargetRef does not name ${target_name}`);
-        if (render !== "overlays-dev" && (h.spec?.minReplicas !== 2 || h.spec?.maxReplicas !== 10)) fail(`${hid}: want minReplicas 2, maxReplicas 10`);
+        if (!is_dev(render) && (h.spec?.minReplicas !== 2 || h.spec?.maxReplicas !== 10)) fail(`${hid}: want minReplicas 2, maxReplicas 10`);
         const metrics = h.spec?.metrics ?? [];
         const res = (name) => metrics.find((m) => m.type === "Resource" && m.resource?.name === name)?.resource?.target?.averageUtilization;
         if (res("cpu") !== 70) fail(`${hid}: want CPU utilization target 70`);
@@ -1284,6 +1575,30 @@ await check("policy", async (fail) => {
 
     // Model updates and canaries.
     check_model_volume(render, objs, fail);
+
+    // Worker mode.
+    for (const w of workers) {
+      const servers = deployments.length
+        ? deployments.map((d) => ({ render, obj: d }))
+        : render_names.filter((r) => r !== render).flatMap((r) => renders[r].filter((o) => o.kind === "Deployment" && !is_worker(o) &&
+          o.metadata?.name === "tideserve" && ns_of(o) === ns_of(w)).map((o) => ({ render: r, obj: o })));
+      check_worker(render, objs, w, fail, { servers, adapter_external, model_claims });
+    }
+    check_redis(render, objs, fail);
+    for (const pm of objs.filter((o) => o.kind === "PodMonitor")) {
+      const pid = id_of(item(pm));
+      const scraped = all_objects.filter(({ render: r, obj: o }) => !r.startsWith("base-") && is_worker(o) &&
+        label_match(pm.spec?.selector?.matchLabels, o.spec?.template?.metadata?.labels) &&
+        (pm.spec?.namespaceSelector?.any === true || (pm.spec?.namespaceSelector?.matchNames ?? []).includes(ns_of(o))));
+      if (!scraped.length) fail(`${pid}: selects no worker pods in the namespaces it watches`);
+      for (const { obj: o } of scraped) {
+        const names = (o.spec.template.spec.containers ?? []).flatMap((ct) => (ct.ports ?? []).map((p) => p.name));
+        for (const ep of pm.spec?.podMetricsEndpoints ?? []) {
+          if (!names.includes(ep.port)) fail(`${pid}: endpoint port ${ep.port} is not a port name of the workers`);
+          if ((ep.path ?? "/metrics") !== "/metrics") fail(`${pid}: endpoint path ${ep.path}, want /metrics`);
+        }
+      }
+    }
     for (const ro of objs.filter((o) => o.kind === "Rollout")) check_rollout(render, ro, fail);
     for (const at of objs.filter((o) => o.kind === "AnalysisTemplate")) check_analysis_template(render, at, fail);
   }
@@ -1402,6 +1717,10 @@ for (const { render, obj } of all_objects) {
     for (const rule of yaml.load(obj.data["config.yaml"])?.rules ?? []) {
       exprs.push({ where: `adapter seriesQuery ${rule.name?.as}`, expr: rule.seriesQuery });
       exprs.push({ where: `adapter metricsQuery ${rule.name?.as}`, expr: adapter_query(rule, 'namespace="tideserve"', "pod") });
+    }
+    for (const rule of yaml.load(obj.data["config.yaml"])?.externalRules ?? []) {
+      exprs.push({ where: `adapter external seriesQuery ${rule.name?.as}`, expr: rule.seriesQuery });
+      exprs.push({ where: `adapter external metricsQuery ${rule.name?.as}`, expr: adapter_query(rule, 'namespace="tideserve",queue="bert-base-chinese"', "queue") });
     }
   }
 }
