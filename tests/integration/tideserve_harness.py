@@ -9,6 +9,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import signal
 import socket
 import struct
@@ -28,7 +29,10 @@ _SERVE_ENV = (
     "MAX_REQUESTS_PER_CONNECTION DRAIN_DELAY SHUTDOWN_TIMEOUT LOG_LEVEL HEALTHCHECK_URL "
     "TOKENIZATION_WORKERS MAX_TOKENIZE_TOKENS DTYPE MAX_CHUNKS_PER_DOCUMENT MAX_DOCUMENT_BYTES "
     "MAX_CONNECTIONS MAX_INFLIGHT_BYTES MODEL_REPOSITORY MODEL_CONTROL REPOSITORY_POLL_SECONDS "
-    "DEFAULT_MODEL MEMORY_LIMIT ADMIN_KEY PIN_VERSIONS"
+    "DEFAULT_MODEL MEMORY_LIMIT ADMIN_KEY PIN_VERSIONS "
+    "REDIS_URL JOBS JOBS_PREFIX JOBS_CONSUMER JOBS_VISIBILITY_TIMEOUT JOBS_MAX_DELIVERIES "
+    "JOBS_READ_COUNT JOBS_MAX_FILE_BYTES JOBS_MAX_LINES JOBS_MAX_BACKLOG JOBS_TTL "
+    "JOBS_COMPLETION_WINDOW_SECONDS"
 ).split()
 
 # Startup and shutdown bounds, generous for the ASan build on two busy cores.
@@ -43,11 +47,13 @@ def clean_env(extra=None):
 
 
 class Server:
-    """One `tideserve serve` child process and its JSON-lines log."""
+    """One `tideserve serve` child process and its JSON-lines log (`command="worker"`: a
+    `tideserve worker`, which takes the same defaults)."""
 
-    def __init__(self, binary, *args, env=None, model=MODEL, with_defaults=True):
+    def __init__(self, binary, *args, env=None, model=MODEL, with_defaults=True,
+                 command="serve"):
         self.binary = binary
-        cmd = [binary, "serve"]
+        cmd = [binary, command]
         if model is not None:
             cmd += ["--model", model]
         args = [str(a) for a in args]
@@ -503,3 +509,130 @@ def run_tests(module_globals, doc):
         print("every test that ran was skipped: exit %d" % SKIP_RETURN_CODE, file=sys.stderr)
         return SKIP_RETURN_CODE
     return 0
+
+
+# -- Redis (the batch API's job streams) ---------------------------------------------------------
+REDIS_SERVER = (os.environ.get("TIDESERVE_TEST_REDIS_SERVER") or shutil.which("redis-server")
+                or "/usr/bin/redis-server")
+
+
+def redis_available():
+    return os.access(REDIS_SERVER, os.X_OK)
+
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode("utf-8", "replace")
+    if kind == b"-":
+        return RedisError(rest.decode("utf-8", "replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2].decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise AssertionError("unexpected RESP reply %r" % line)
+
+
+def redis_command(port, *args, timeout=10):
+    """One command on a fresh connection to 127.0.0.1:port (RESP2): the reply as str / int /
+    list / None; an error reply raises RedisError."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(_resp_encode(args))
+        with sock.makefile("rb") as f:
+            reply = _resp_read(f)
+    if isinstance(reply, RedisError):
+        raise reply
+    return reply
+
+
+def redis_pairs(flat):
+    """[k1, v1, k2, v2, ...] (a RESP2 map such as one XINFO GROUPS entry) as a dict."""
+    return dict(zip(flat[0::2], flat[1::2]))
+
+
+class RedisServer:
+    """A real `redis-server` on 127.0.0.1 and a free port, with its own temporary data
+    directory and no RDB snapshots; `aof=True` adds --appendonly yes --appendfsync always, so a
+    kill -9 loses nothing that was acknowledged. restart() comes back on the same port and
+    directory (the AOF replayed). Never the system Redis."""
+
+    def __init__(self, aof=False):
+        import tempfile
+        self.aof = aof
+        self.dir = tempfile.mkdtemp(prefix="tideserve-redis-")
+        self.port = free_port()
+        self.proc = None
+        self.log = os.path.join(self.dir, "redis.log")
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=30):
+        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+               "--dir", self.dir, "--save", "", "--daemonize", "no", "--logfile", self.log,
+               "--protected-mode", "yes"]
+        if self.aof:
+            cmd += ["--appendonly", "yes", "--appendfsync", "always"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if redis_command(self.port, "PING", timeout=2) == "PONG":
+                    return self
+            except (OSError, RedisError):
+                pass  # not listening yet, or still loading the AOF (-LOADING)
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server exited %s\n%s"
+                                     % (self.proc.returncode, self.log_text()))
+            if time.monotonic() > deadline:
+                raise AssertionError("redis-server not answering PING within %.0f s\n%s"
+                                     % (timeout, self.log_text()))
+            time.sleep(0.02)  # a poll interval: redis has no readiness line on a pipe
+
+    def log_text(self):
+        try:
+            with open(self.log) as f:
+                return f.read()[-3000:]
+        except OSError:
+            return ""
+
+    def command(self, *args):
+        return redis_command(self.port, *args)
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+    def restart(self):
+        self.kill9()
+        return self.start()
+
+    def stop(self):
+        self.kill9()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -286,6 +286,8 @@ TEST_F(BatchStoreTest, ExpiredBatchesGetBatchExpiredErrorsForUnfinishedLines) {
   auto after = store_->get_batch(b->id);
   EXPECT_EQ(after->status, "expired");
   EXPECT_GT(after->expired_at, 0);
+  EXPECT_EQ(after->completed, 1);
+  EXPECT_EQ(after->failed, 2);  // the expired lines are in the error file: counted as failed
   const std::string errors = *store_->file_content(after->error_file_id);
   EXPECT_NE(errors.find(R"("custom_id":"id-1","response":null,"error":{"code":"batch_expired")"),
             std::string::npos)

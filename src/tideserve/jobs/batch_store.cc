@@ -146,7 +146,7 @@ return {written, finalize}
 // KEYS: batch, results, errors, ids, active, output file, error file, output parts (temporary),
 // error parts (temporary), output parts, error parts.
 // ARGV: expected status, final status, now, ttl, output id, output bytes, error id, error bytes,
-// output filename, error filename, batch id.
+// output filename, error filename, batch id, lines expired (counted as failed).
 constexpr std::string_view kFinishScript = R"lua(
 if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then
   redis.call('DEL', KEYS[8], KEYS[9])
@@ -166,6 +166,7 @@ local out = file(KEYS[6], ARGV[5], ARGV[6], ARGV[9], KEYS[8], KEYS[10])
 local err = file(KEYS[7], ARGV[7], ARGV[8], ARGV[10], KEYS[9], KEYS[11])
 redis.call('HSET', KEYS[1], 'status', ARGV[2], ARGV[2] .. '_at', now, 'output_file_id', out,
            'error_file_id', err)
+redis.call('HINCRBY', KEYS[1], 'failed', tonumber(ARGV[12]))
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 redis.call('SREM', KEYS[5], ARGV[11])
 redis.call('EXPIRE', KEYS[1], ttl)
@@ -349,7 +350,11 @@ Result<BatchRecord> BatchStore::create_batch(const NewBatch& batch, double expir
   b.completion_window = batch.completion_window;
   b.metadata_json = batch.metadata_json;
   b.errors_json = batch.errors_json;
-  b.created_at = unix_now();
+  // Listed newest first to the millisecond (created_at itself is in seconds, as OpenAI's).
+  const int64_t created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+  b.created_at = created_ms / 1000;
   b.expires_at = b.created_at + static_cast<int64_t>(expiry_s);
   b.total = static_cast<int64_t>(batch.lines.size());
   const bool failed = !batch.errors_json.empty();
@@ -395,7 +400,7 @@ Result<BatchRecord> BatchStore::create_batch(const NewBatch& batch, double expir
                       "0",
                       "failed",
                       "0"});
-  commands.push_back({"ZADD", keys_.index(), std::to_string(b.created_at), b.id});
+  commands.push_back({"ZADD", keys_.index(), std::to_string(created_ms), b.id});
   if (failed) {
     commands.push_back({"EXPIRE", key, std::to_string(static_cast<int64_t>(expiry_s))});
   } else {
@@ -698,7 +703,7 @@ Result<std::string> BatchStore::finalize(std::string_view batch_id, double ttl_s
   // nor one Redis value holds a whole output (50,000 lines of 768 floats are ~400 MB).
   constexpr int64_t kRange = 1000;
   constexpr size_t kPartBytes = 4 << 20;
-  int64_t output_bytes = 0, error_bytes = 0;
+  int64_t output_bytes = 0, error_bytes = 0, expired_lines = 0;
   std::string output, error;
   auto flush = [&](std::string& part, const std::string& key, int64_t& bytes, bool last) -> Status {
     if (part.empty() || (!last && part.size() < kPartBytes)) return Status::ok();
@@ -735,6 +740,7 @@ Result<std::string> BatchStore::finalize(std::string_view batch_id, double ttl_s
         error.append((*replies)[1][i].str()).push_back('\n');
       } else if (expired && i < (*replies)[2].size()) {
         // An expired batch's unfinished line gets an error, as OpenAI words it.
+        ++expired_lines;
         error.append(fmt::format(R"({{"id":"batch_req_{}_{}","custom_id":)", base, line));
         append_json_string(error, (*replies)[2][i].str());
         error.append(
@@ -757,7 +763,7 @@ Result<std::string> BatchStore::finalize(std::string_view batch_id, double ttl_s
           {status, final_status, std::to_string(unix_now()),
            std::to_string(static_cast<int64_t>(ttl_s)), output_id, std::to_string(output_bytes),
            error_id, std::to_string(error_bytes), fmt::format("{}_output.jsonl", batch_id),
-           fmt::format("{}_error.jsonl", batch_id), s(batch_id)}),
+           fmt::format("{}_error.jsonl", batch_id), s(batch_id), std::to_string(expired_lines)}),
       "the batch's files");
   if (!done.is_ok()) return done.status();
   return done->integer() == 1 ? final_status : std::string();

@@ -204,6 +204,13 @@ void Api::handle(Request&& request, std::shared_ptr<Responder> responder) {
   const std::string_view path = raw_target.substr(0, raw_target.find('?'));
   const http::verb method = call->request.method();
 
+  if (options_.worker && path != "/health" && path != "/v2/health/live" &&
+      path != "/v2/health/ready" && path != "/metrics") {
+    return reply_error(call, 404,
+                       fmt::format("no route {}: a worker answers only /health, /v2/health/live, "
+                                   "/v2/health/ready and /metrics (the API is `tideserve serve`)",
+                                   path));
+  }
   RouteTable::Match match = api_routes().match(method, path);
   if (match.route == nullptr) {
     if (match.allow.empty()) return reply_error(call, 404, fmt::format("no route {}", path));
@@ -218,12 +225,6 @@ void Api::handle(Request&& request, std::shared_ptr<Responder> responder) {
   call->family = route.family;
   call->label = route.pattern;
   call->params = std::move(match.params);
-  if (options_.worker && route.auth != Auth::kNone) {
-    return reply_error(call, 404,
-                       fmt::format("no route {}: a worker serves only its probes and /metrics "
-                                   "(the API is `tideserve serve`)",
-                                   path));
-  }
   if (method == http::verb::post) {
     const auto ct = call->request[http::field::content_type];
     std::string_view content_type(ct.data(), ct.size());

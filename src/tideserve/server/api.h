@@ -42,7 +42,8 @@ struct ApiOptions {
   // Bytes of request bodies the inference routes hold at once; a body that would pass it is 429
   // (413 when it alone is more). 0: a quarter of the cgroup memory limit, else 1 GiB.
   int64_t max_inflight_bytes = 0;
-  // `tideserve worker`: only the probes and /metrics answer (404 for the rest), and readiness
+  // `tideserve worker`: only /health, /v2/health/live, /v2/health/ready and /metrics answer
+  // (404 for the rest), and readiness
   // also needs the job worker connected to Redis.
   bool worker = false;
 };

@@ -112,11 +112,11 @@ bool JobWorker::with_redis(const std::function<Status()>& op, bool finishing) {
       st = store.status();
       if (store.is_ok()) store_ = std::move(store).value();
     }
-    if (st.is_ok()) st = op();
     if (st.is_ok()) {
-      connected_.store(true);
-      return true;
+      connected_.store(true);  // reached Redis (a read may block for a while next)
+      st = op();
     }
+    if (st.is_ok()) return true;
     connected_.store(false);
     log_event(LogLevel::kWarning, "jobs_redis_error",
               {{"consumer", consumer_}, {"error", st.message()}});
@@ -137,6 +137,8 @@ void JobWorker::run() {
             {{"consumer", consumer_},
              {"visibility_timeout_s", options_.visibility_timeout_s},
              {"max_deliveries", options_.max_deliveries}});
+  // Connect before the models serve, so the worker is ready as soon as they do.
+  with_redis([] { return Status::ok(); }, /*finishing=*/false);
   std::set<std::string> grouped;
   auto last_reclaim = Clock::now() - std::chrono::hours(1);
   const auto reclaim_every =

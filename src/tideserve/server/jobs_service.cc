@@ -97,6 +97,10 @@ bool JobsService::post(Task task) {
 
 Result<jobs::BatchStore*> JobsService::store_for(std::unique_ptr<jobs::BatchStore>& store) {
   if (store) {
+    // A connection may have been closed by a Redis that restarted since its last use: a PING
+    // finds out before the request does, and the reconnect below repairs it. (The batch routes
+    // are not the hot path: one more round trip each is cheap.)
+    if (!store->client().broken()) (void)store->client().command({"PING"});
     if (Status st = store->ensure_connected(); !st.is_ok()) {
       return unavailable("Redis is unreachable: " + st.message());
     }
@@ -126,10 +130,6 @@ void JobsService::run_executor() {
 void JobsService::run_janitor() {
   std::unique_ptr<jobs::BatchStore> store;
   while (true) {
-    {
-      std::unique_lock lock(mutex_);
-      if (janitor_wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
-    }
     auto s = store_for(store);
     bool up = s.is_ok();
     if (up) {
@@ -143,11 +143,14 @@ void JobsService::run_janitor() {
       auto depths = (*s)->queue_depths();
       up = finalized.is_ok() && depths.is_ok();
       if (depths.is_ok()) {
-        for (const jobs::QueueDepth& d : *depths)
+        for (const jobs::QueueDepth& d : *depths) {
           metrics_.set_jobs_queue(d.queue, d.lag, d.pending);
+        }
       }
     }
     metrics_.set_jobs_redis_up(up);
+    std::unique_lock lock(mutex_);
+    if (janitor_wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
   }
 }
 
