@@ -20,11 +20,14 @@ build-asan: deps
 	@cmake --preset asan >/dev/null
 	@cmake --build --preset asan -j $(JOBS)
 
-# ThreadSanitizer: the runtime (scheduler, core service), HTTP server, API and tokenizer tests,
-# and the binary for the load test with two IO threads. The engine's OpenMP (libgomp is not
-# instrumented) stays out: the tests use fakes or one engine thread.
+# ThreadSanitizer: the runtime (scheduler, core service), HTTP server, API, tokenizer and batch
+# store tests, and the binary for the load test with two IO threads and for the batch tests that
+# run the jobs threads, the worker and the janitor together (flow, a worker killed or stopped,
+# Redis restarted, cancel). The engine's OpenMP (libgomp is not instrumented) stays out: the
+# tests use fakes or one engine thread.
 TSAN_TESTS = runtime/runtime_test server/http_server_test server/server_unit_test text/text_test \
-             plan/simulator_test
+             plan/simulator_test jobs/batch_store_test
+TSAN_BATCH_TESTS = FlowTest,KillWorkerTest,SigtermWorkerTest,RedisRestartTest,CancelTest
 build-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS) --target $(notdir $(TSAN_TESTS)) tideserve
@@ -69,6 +72,8 @@ test: format-check build build-asan build-tsan build-fuzz
 	@for t in $(TSAN_TESTS); do TSAN_OPTIONS="halt_on_error=1" build/tsan/tests/$$t || exit 1; done
 	@TSAN_OPTIONS="halt_on_error=1" TIDESERVE_TEST_IO_THREADS=2 \
 	  /usr/bin/python3 tests/integration/load_test.py build/tsan/tideserve
+	@TSAN_OPTIONS="halt_on_error=1" /usr/bin/python3 tests/integration/batch_test.py \
+	  build/tsan/tideserve --only $(TSAN_BATCH_TESTS)
 	@$(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=30
 
 run: build

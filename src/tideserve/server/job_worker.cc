@@ -345,7 +345,9 @@ bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
     by_batch[entry_of[o.entry_id]->batch_id].push_back(std::move(o));
   }
   bool all_written = true;
-  for (auto& [batch_id, list] : by_batch) {
+  for (auto& batch : by_batch) {
+    const std::string& batch_id = batch.first;  // a named reference: lambdas capture it
+    std::vector<jobs::LineOutcome>& list = batch.second;
     bool finalize = false;
     if (!with_redis([&]() -> Status {
           auto r = store_->complete(batch_id, list);
