@@ -6,7 +6,8 @@
 # Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), BENCH_SKIP (e.g. c@1:
 # the peers need minutes per padded pass of (c) at 1 thread), E2E_DURATION (10 s),
 # E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1, BENCH_SKIP_RERANK=1, SOAK_MINUTES (10),
-# BENCH_SKIP_SOAK=1, BENCH_SKIP_REPOSITORY=1, BENCH_SKIP_WRK=1, BENCH_SKIP_PLAN=1.
+# BENCH_SKIP_SOAK=1, BENCH_SKIP_REPOSITORY=1, BENCH_SKIP_WRK=1, BENCH_SKIP_PLAN=1,
+# BENCH_SKIP_JOBS=1, JOBS_LINES (400).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
@@ -42,6 +43,10 @@ fi
 if [ "${BENCH_SKIP_PLAN:-0}" != 1 ]; then
   /usr/bin/python3 bench/plan/validate.py --tideserve "$tideserve" \
     --out "$build/bench/plan_validation.json"
+fi
+if [ "${BENCH_SKIP_JOBS:-0}" != 1 ]; then
+  /usr/bin/python3 bench/jobs/throughput.py --tideserve "$tideserve" --model "$model" \
+    --lines "${JOBS_LINES:-400}" --json "$build/bench/jobs_results.json"
 fi
 if [ "${BENCH_SKIP_SOAK:-0}" != 1 ]; then
   /usr/bin/python3 bench/server/soak.py --binary "$tideserve" --minutes "${SOAK_MINUTES:-10}"
