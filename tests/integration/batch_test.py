@@ -13,9 +13,7 @@ usage: batch_test.py PATH_TO_TIDESERVE [--only CLASS[,CLASS]]   (run from the re
 import json
 import os
 import random
-import shutil
 import signal
-import subprocess
 import sys
 import time
 import unittest
@@ -958,16 +956,9 @@ class NodeClientTest(RedisCase):
     """The official openai npm client: files, batches, content, list, cancel, errors."""
 
     def test_openai_npm_batch_client(self):
-        clients = os.path.join("tests", "clients")
-        if not os.path.isdir(os.path.join(clients, "node_modules", "openai")):
-            self.fail("tests/clients/node_modules/openai is missing: "
-                      "run tools/setup-test-clients.sh")
-        node = shutil.which("node")
-        self.assertIsNotNone(node, "node is not installed (tools/install-deps.sh)")
         server = self.serve("--jobs-read-count", "1", jobs=True)
-        script = os.path.abspath(os.path.join(os.path.dirname(__file__), "batch_client.mjs"))
-        r = subprocess.run([node, script, server.url("/v1"), h.MODEL_ID, str(h.HIDDEN)],
-                           cwd=clients, capture_output=True, text=True, timeout=180)
+        r = h.run_node_client(self, "openai", "batch_client.mjs",
+                              [server.url("/v1"), h.MODEL_ID, h.HIDDEN])
         self.assertEqual(r.returncode, 0, "batch_client.mjs failed:\n" + r.stdout + r.stderr)
         self.assertIn("batch client: ok", r.stdout)
 

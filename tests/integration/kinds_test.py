@@ -12,7 +12,6 @@ none of these kinds is refused at load.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -375,16 +374,9 @@ class RerankerTest(KindCase):
             self.assertNotIn("document", plain["results"][0])
 
     def cohere(self, request, key=KEY):
-        clients = os.path.join("tests", "clients")
-        if not os.path.isdir(os.path.join(clients, "node_modules", "cohere-ai")):
-            self.fail("tests/clients/node_modules/cohere-ai is missing: run "
-                      "tools/setup-test-clients.sh")
-        node = shutil.which("node")
-        self.assertIsNotNone(node, "node is not installed (tools/install-deps.sh)")
-        script = os.path.abspath(os.path.join(os.path.dirname(__file__), "rerank_client.mjs"))
-        r = subprocess.run([node, script, self.server.url("/"), key, self.model],
-                           input=json.dumps(request), cwd=clients, capture_output=True,
-                           text=True, timeout=120)
+        r = th.run_node_client(self, "cohere-ai", "rerank_client.mjs",
+                               [self.server.url("/"), key, self.model],
+                               input=json.dumps(request), timeout=120)
         self.assertEqual(r.returncode, 0, "rerank_client.mjs failed:\n" + r.stdout + r.stderr)
         return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -913,15 +913,8 @@ class ApiKeyTest(ServerCase):
                          {"status": "healthy", "model_version": "env-9"})
 
     def test_openai_npm_client(self):
-        clients = os.path.join("tests", "clients")
-        if not os.path.isdir(os.path.join(clients, "node_modules", "openai")):
-            self.fail("tests/clients/node_modules/openai is missing: run tools/setup-test-clients.sh")
-        node = shutil.which("node")
-        self.assertIsNotNone(node, "node is not installed (tools/install-deps.sh)")
-        script = os.path.abspath(os.path.join(os.path.dirname(__file__), "openai_client.mjs"))
-        r = subprocess.run([node, script, self.server.url("/v1"), KEY, th.MODEL_ID,
-                            str(th.HIDDEN)], cwd=clients, capture_output=True, text=True,
-                           timeout=120)
+        r = th.run_node_client(self, "openai", "openai_client.mjs",
+                               [self.server.url("/v1"), KEY, th.MODEL_ID, th.HIDDEN], timeout=120)
         self.assertEqual(r.returncode, 0, "openai_client.mjs failed:\n" + r.stdout + r.stderr)
         self.assertIn("openai client: ok", r.stdout)
 

@@ -394,6 +394,21 @@ def metric_sum(samples, name, **labels):
     return total if found else None
 
 
+def run_node_client(test, package, script, args, input=None, timeout=180):
+    """Runs tests/integration/SCRIPT (an .mjs client) with node from tests/clients, where the npm
+    clients are installed; fails `test` when the PACKAGE or node is missing. Returns the
+    subprocess.CompletedProcess (text stdout and stderr)."""
+    clients = os.path.join("tests", "clients")
+    if not os.path.isdir(os.path.join(clients, "node_modules", package)):
+        test.fail("tests/clients/node_modules/%s is missing: run tools/setup-test-clients.sh"
+                  % package)
+    node = shutil.which("node")
+    test.assertIsNotNone(node, "node is not installed (tools/install-deps.sh)")
+    path = os.path.abspath(os.path.join(os.path.dirname(__file__), script))
+    return subprocess.run([node, path] + [str(a) for a in args], input=input, cwd=clients,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 SKIP_RETURN_CODE = 77  # every test that ran was skipped (CTest: SKIP_RETURN_CODE 77)
 
 
