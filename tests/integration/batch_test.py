@@ -941,6 +941,12 @@ class SigtermWorkerTest(RedisCase):
         by_a = done(get_batch(server, batch["id"]))
         self.assertLess(by_a, n, "stopped before the end")
         self.assertEqual(done(get_batch(server, batch["id"])), by_a, "nothing after the exit")
+        # It held nothing when it exited (every line it read was written), so it left the group.
+        self.assertEqual(self.redis.command("XPENDING", QUEUE, GROUP)[0], 0)
+        consumers = [h.redis_pairs(c)["name"]
+                     for c in self.redis.command("XINFO", "CONSUMERS", QUEUE, GROUP)]
+        self.assertNotIn("term-a", consumers)
+        self.assertEqual(a.event("jobs_worker_stopped")["left_groups"], 1)
         b = self.worker("term-b", "--jobs-visibility-timeout", "1")
         final = wait_batch(server, batch["id"], timeout=120)
         self.assertEqual(final["status"], "completed", final)

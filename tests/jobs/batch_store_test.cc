@@ -186,6 +186,22 @@ TEST_F(BatchStoreTest, IdleEntriesAreReclaimedWithTheirDeliveryCount) {
   EXPECT_TRUE(again->empty());
 }
 
+TEST_F(BatchStoreTest, AConsumerLeavesTheGroupOnlyWhenItHoldsNothing) {
+  auto b = store_->create_batch(batch_of(2), 3600, 1000);
+  auto held = store_->read("a", {"m"}, 1, 100);
+  ASSERT_EQ(held->size(), 1u);
+  auto left = store_->leave_group("a", "m");
+  ASSERT_TRUE(left.is_ok()) << left.status().message();
+  EXPECT_FALSE(*left);  // it holds a line: leaving would drop it
+  EXPECT_EQ(run({"XPENDING", store_->keys().queue("m"), "workers"})[0].integer(), 1);
+  ASSERT_TRUE(store_->complete(b->id, ok_outcomes(*held)).is_ok());
+  left = store_->leave_group("a", "m");
+  ASSERT_TRUE(left.is_ok());
+  EXPECT_TRUE(*left);
+  EXPECT_EQ(run({"XINFO", "CONSUMERS", store_->keys().queue("m"), "workers"}).size(), 0u);
+  EXPECT_EQ(xinfo_lag_pending(store_->keys().queue("m")).first, 1);  // the other line waits
+}
+
 TEST_F(BatchStoreTest, DeadLettersGoToTheErrorFileAndTheDeadStream) {
   auto b = store_->create_batch(batch_of(1), 3600, 1000);
   auto held = store_->read("a", {"m"}, 10, 100);

@@ -218,6 +218,14 @@ end
 return 0
 )lua";
 
+// KEYS: queue. ARGV: group, consumer. Deletes the consumer only when it holds no entry.
+constexpr std::string_view kLeaveScript = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+)lua";
+
 std::string s(std::string_view v) {
   return std::string(v);
 }
@@ -632,6 +640,14 @@ Status BatchStore::heartbeat(std::string_view consumer,
   }
   if (commands.empty()) return Status::ok();
   return client_->pipeline(commands).status();
+}
+
+Result<bool> BatchStore::leave_group(std::string_view consumer, std::string_view queue) {
+  auto reply =
+      checked(client_->eval_script(s(kLeaveScript), {keys_.queue(queue)}, {s(kGroup), s(consumer)}),
+              "leaving the group");
+  if (!reply.is_ok()) return reply.status();
+  return reply->integer() == 1;
 }
 
 Result<std::map<std::string, std::string>> BatchStore::batch_statuses(

@@ -194,6 +194,10 @@ class BatchStore {
   // Resets the idle time of entries this consumer holds (XCLAIM ... JUSTID), so a long batch is
   // not reclaimed while it computes.
   Status heartbeat(std::string_view consumer, const std::vector<const JobEntry*>& entries);
+  // A worker that stops leaves the group when it holds nothing (XGROUP DELCONSUMER, which
+  // would drop its pending entries: checked in the same script), so pods that come and go do
+  // not pile up as consumers. True when it left.
+  Result<bool> leave_group(std::string_view consumer, std::string_view queue);
   // The status of each batch ("" when it is gone).
   Result<std::map<std::string, std::string>> batch_statuses(const std::vector<std::string>& ids);
   // Acknowledges entries without a result (their batch is no longer in progress).

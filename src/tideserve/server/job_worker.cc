@@ -184,7 +184,15 @@ void JobWorker::run() {
     // Once read, entries are this worker's: finish them even when a stop comes meanwhile.
     process(entries);
   }
-  log_event(LogLevel::kInfo, "jobs_worker_stopped", {{"consumer", consumer_}});
+  // Leave the group where nothing is held (a held line stays for another worker to reclaim).
+  int64_t left = 0;
+  for (const std::string& q : grouped) {
+    if (!store_ || store_->client().broken()) break;
+    auto gone = store_->leave_group(consumer_, q);
+    left += gone.is_ok() && *gone ? 1 : 0;
+  }
+  log_event(LogLevel::kInfo, "jobs_worker_stopped",
+            {{"consumer", consumer_}, {"left_groups", static_cast<long long>(left)}});
 }
 
 bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
