@@ -14,7 +14,9 @@ import json
 import os
 import random
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import uuid
@@ -515,6 +517,46 @@ class ValidationTest(RedisCase):
         status, _, body = upload_raw(self.server, at_limit + b"\n")
         self.assertEqual(status, 413, body)
         self.assertNotIn("id", body)
+
+
+class UploadLimitTest(RedisCase):
+    """/v1/files takes files larger than --payload-limit (its own limit, --jobs-max-file-bytes
+    plus the multipart's 64 KiB), every other route keeps --payload-limit; curl's
+    Expect: 100-continue on a large upload is answered at once."""
+
+    def test_upload_beyond_the_payload_limit(self):
+        server = self.serve("--payload-limit", "65536", "--jobs-max-file-bytes", "300000",
+                            jobs=True)
+        data = jsonl(light_lines(2000, "big"))  # ~280 KB: over four times the payload limit
+        self.assertGreater(len(data), 4 * 65536)
+        self.assertLess(len(data), 300000)
+        f = upload(server, data)
+        self.assertEqual(f["bytes"], len(data))
+        status, _, batch = create(server, f["id"])
+        self.assertEqual(status, 200, batch)
+        final = wait_batch(server, batch["id"], timeout=120)
+        self.assertEqual(final["request_counts"]["completed"], 2000, final)
+        # The same size on /v1/embeddings is over --payload-limit.
+        status, _, raw = server.request("POST", "/v1/embeddings",
+                                        json.dumps({"input": "x" * 100000}),
+                                        {"Content-Type": "application/json"})
+        self.assertEqual(status, 413, raw)
+        # Over the route's own limit: refused by the transport before the body is read.
+        status, _, body = upload_raw(server, b"x" * (300000 + 70000))
+        self.assertEqual(status, 413, body)
+        self.assertIn(str(300000 + 65536), body["error"])
+        # curl sends Expect: 100-continue for large bodies and waits up to 1 s for the 100.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "b.jsonl")
+            with open(path, "wb") as out:
+                out.write(jsonl(light_lines(2000, "c")))
+            start = time.monotonic()
+            r = subprocess.run(["curl", "-s", "-H", "Expect: 100-continue", "-F", "purpose=batch",
+                                "-F", "file=@" + path, server.url("/v1/files")],
+                               capture_output=True, timeout=30)
+            elapsed = time.monotonic() - start
+        self.assertIn(b'"object":"file"', r.stdout)
+        self.assertLess(elapsed, 0.9, "the 100 Continue came at once, not after curl's 1 s wait")
 
 
 class BacklogTest(RedisCase):

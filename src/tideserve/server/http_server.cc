@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -213,18 +214,44 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
           [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
       return;
     }
-    // A route with its own body limit: the header first, then the body under that limit.
+    // A route with its own body limit: the header first (with no limit: Beast checks a
+    // Content-Length against it as the header ends, before the target is known; boost::none
+    // would not do, Beast 1.74 compares a length with it as less than any), then the body under
+    // the target's.
+    parser_->body_limit(std::numeric_limits<uint64_t>::max());
     http::async_read_header(
         stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
           if (ec) return self->on_read(ec);
           const auto target = self->parser_->get().target();
-          const int64_t limit = self->shared_->options.payload_limit_for(
+          const int64_t own = self->shared_->options.payload_limit_for(
               std::string_view(target.data(), target.size()));
-          if (limit > 0) self->parser_->body_limit(static_cast<uint64_t>(limit));
-          self->body_limit_ = limit > 0 ? limit : self->shared_->options.payload_limit;
-          http::async_read(self->stream_, self->buffer_, *self->parser_,
-                           [self](beast::error_code ec2, size_t) { self->on_read(ec2); });
+          const int64_t limit = own > 0 ? own : self->shared_->options.payload_limit;
+          self->body_limit_ = limit;
+          const auto length = self->parser_->content_length();
+          if (length && *length > static_cast<uint64_t>(limit)) {
+            return self->on_read(http::error::body_limit);
+          }
+          self->parser_->body_limit(static_cast<uint64_t>(limit));  // chunked bodies too
+          // A client that asked to hear first (curl does for bodies over 1 MB) is told to go on,
+          // instead of waiting a second for a 100 that never comes.
+          const auto expect = self->parser_->get()[http::field::expect];
+          if (beast::iequals(expect, "100-continue")) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            return asio::async_write(self->stream_,
+                                     asio::buffer(kContinue.data(), kContinue.size()),
+                                     [self](beast::error_code ec2, size_t) {
+                                       if (ec2) return self->on_read(ec2);
+                                       self->read_body();
+                                     });
+          }
+          self->read_body();
         });
+  }
+
+  void read_body() {
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
