@@ -132,6 +132,25 @@ std::pair<std::string, std::string> Api::requested_model(const Call& call) {
   return {named, version};
 }
 
+std::vector<Api::QueryParam> Api::query_params(const Call& call) {
+  const auto target = call.request.target();
+  const std::string_view url(target.data(), target.size());
+  const size_t q = url.find('?');
+  std::string_view query = q == std::string_view::npos ? std::string_view() : url.substr(q + 1);
+  std::vector<QueryParam> params;
+  while (!query.empty()) {
+    const std::string_view param = query.substr(0, query.find('&'));
+    const size_t eq = param.find('=');
+    if (eq == std::string_view::npos) {
+      params.emplace_back(param, std::nullopt);
+    } else {
+      params.emplace_back(param.substr(0, eq), param.substr(eq + 1));
+    }
+    query.remove_prefix(std::min(query.size(), param.size() + 1));
+  }
+  return params;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Replies
 

@@ -14,7 +14,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -105,6 +107,10 @@ class Api {
   // body, else the x-model header ("name" or "name:version"; x-model-version also sets the
   // version). Empty name: the default model.
   static std::pair<std::string, std::string> requested_model(const Call& call);
+  // The request target's query parameters in order ("?a=1&b" -> {a, "1"}, {b, nullopt}), as
+  // sent (no percent-decoding): views into the call's request.
+  using QueryParam = std::pair<std::string_view, std::optional<std::string_view>>;
+  static std::vector<QueryParam> query_params(const Call& call);
 
   void reply(const CallPtr& call, Response&& response);
   void reply_json(const CallPtr& call, int status, std::string body);

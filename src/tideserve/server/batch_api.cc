@@ -398,30 +398,19 @@ void batches_get(Api& api, const CallPtr& call) {
 }
 
 void batches_list(Api& api, const CallPtr& call) {
-  const auto target_view = call->request.target();
-  const std::string_view target(target_view.data(), target_view.size());
   std::string after;
   int64_t limit = 20;
-  if (const size_t q = target.find('?'); q != std::string_view::npos) {
-    std::string_view query = target.substr(q + 1);
-    while (!query.empty()) {
-      const size_t amp = query.find('&');
-      const std::string_view pair = query.substr(0, amp);
-      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-      const size_t eq = pair.find('=');
-      const std::string_view key = pair.substr(0, eq);
-      const std::string_view value =
-          eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-      if (key == "after") after = std::string(value);
-      if (key == "limit") {
-        int64_t n = 0;
-        bool ok = !value.empty() && value.size() <= 4;
-        for (char c : value) ok = ok && c >= '0' && c <= '9', n = n * 10 + (c - '0');
-        if (!ok || n < 1 || n > 100) {
-          return api.reply_error(call, 400, "'limit' must be an integer from 1 to 100");
-        }
-        limit = n;
+  for (const auto& [key, param] : Api::query_params(*call)) {
+    const std::string_view value = param.value_or("");
+    if (key == "after") after = std::string(value);
+    if (key == "limit") {
+      int64_t n = 0;
+      bool ok = !value.empty() && value.size() <= 4;
+      for (char c : value) ok = ok && c >= '0' && c <= '9', n = n * 10 + (c - '0');
+      if (!ok || n < 1 || n > 100) {
+        return api.reply_error(call, 400, "'limit' must be an integer from 1 to 100");
       }
+      limit = n;
     }
   }
   on_jobs_thread(api, call, [&api, call, after, limit](jobs::BatchStore& store) {

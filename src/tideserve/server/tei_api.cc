@@ -140,16 +140,10 @@ void tei_info(Api& api, const CallPtr& call) {
   std::shared_ptr<runtime::EmbeddingService> service;
   std::vector<runtime::ServedModel> served;
   if (repository != nullptr) {
-    const auto target = call->request.target();
-    const std::string_view url(target.data(), target.size());
     auto [name, version] = Api::requested_model(*call);
     // ?model=NAME (among the query's parameters)
-    const size_t q = url.find('?');
-    std::string_view query = q == std::string_view::npos ? std::string_view() : url.substr(q + 1);
-    while (!query.empty()) {
-      const std::string_view param = query.substr(0, query.find('&'));
-      if (param.substr(0, 6) == "model=") name = std::string(param.substr(6));
-      query.remove_prefix(std::min(query.size(), param.size() + 1));
+    for (const auto& [key, value] : Api::query_params(*call)) {
+      if (key == "model" && value) name = std::string(*value);
     }
     auto found = repository->find(name, version);
     if (!found.is_ok() && !name.empty()) return api.reply_status(call, found.status());
