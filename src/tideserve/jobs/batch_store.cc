@@ -1,12 +1,12 @@
 #include "tideserve/jobs/batch_store.h"
 
 #include <algorithm>
-#include <chrono>
 #include <random>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "tideserve/util/clock.h"
 #include "tideserve/util/log.h"
 
 namespace tideserve::jobs {
@@ -232,12 +232,6 @@ std::string s(std::string_view v) {
 
 }  // namespace
 
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string random_id(std::string_view prefix) {
   thread_local std::mt19937_64 rng(std::random_device{}());
   return fmt::format("{}{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
@@ -273,7 +267,7 @@ Result<FileRecord> BatchStore::create_file(std::string_view purpose, std::string
   f.purpose = s(purpose);
   f.filename = s(filename);
   f.bytes = static_cast<int64_t>(content.size());
-  f.created_at = unix_now();
+  f.created_at = unix_seconds();
   const auto ttl = static_cast<int64_t>(ttl_s);
   f.expires_at = f.created_at + ttl;
   const std::string key = keys_.file(f.id);
@@ -359,9 +353,7 @@ Result<BatchRecord> BatchStore::create_batch(const NewBatch& batch, double expir
   b.metadata_json = batch.metadata_json;
   b.errors_json = batch.errors_json;
   // Listed newest first to the millisecond (created_at itself is in seconds, as OpenAI's).
-  const int64_t created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
+  const int64_t created_ms = unix_ms();
   b.created_at = created_ms / 1000;
   b.expires_at = b.created_at + static_cast<int64_t>(expiry_s);
   b.total = static_cast<int64_t>(batch.lines.size());
@@ -500,7 +492,7 @@ Result<std::vector<BatchRecord>> BatchStore::list_batches(std::string_view after
 
 Result<BatchRecord> BatchStore::cancel_batch(std::string_view id) {
   auto reply = checked(
-      client_->eval_script(s(kCancelScript), {keys_.batch(id)}, {std::to_string(unix_now())}),
+      client_->eval_script(s(kCancelScript), {keys_.batch(id)}, {std::to_string(unix_seconds())}),
       "the cancel");
   if (!reply.is_ok()) return reply.status();
   if (reply->is_nil()) return not_found(fmt::format("no batch {}", id));
@@ -678,7 +670,7 @@ Status BatchStore::ack(const std::vector<const JobEntry*>& entries) {
 Result<bool> BatchStore::complete(std::string_view batch_id,
                                   const std::vector<LineOutcome>& outcomes) {
   Argv keys = {keys_.batch(batch_id), keys_.results(batch_id), keys_.errors(batch_id)};
-  Argv args = {s(kGroup), std::to_string(unix_now()), s(batch_id)};
+  Argv args = {s(kGroup), std::to_string(unix_seconds()), s(batch_id)};
   std::map<std::string, int> slots;
   for (const LineOutcome& o : outcomes) {
     auto [it, added] = slots.emplace(o.queue, static_cast<int>(slots.size()));
@@ -776,7 +768,7 @@ Result<std::string> BatchStore::finalize(std::string_view batch_id, double ttl_s
           {keys_.batch(batch_id), keys_.results(batch_id), keys_.errors(batch_id),
            keys_.ids(batch_id), keys_.active(), keys_.file(output_id), keys_.file(error_id),
            output_tmp, error_tmp, keys_.parts(output_id), keys_.parts(error_id)},
-          {status, final_status, std::to_string(unix_now()),
+          {status, final_status, std::to_string(unix_seconds()),
            std::to_string(static_cast<int64_t>(ttl_s)), output_id, std::to_string(output_bytes),
            error_id, std::to_string(error_bytes), fmt::format("{}_output.jsonl", batch_id),
            fmt::format("{}_error.jsonl", batch_id), s(batch_id), std::to_string(expired_lines)}),
@@ -798,7 +790,7 @@ Result<std::vector<std::string>> BatchStore::tick(double ttl_s, double stale_fin
     }
     auto replies = client_->pipeline(reads);
     if (!replies.is_ok()) return replies.status();
-    const int64_t now = unix_now();
+    const int64_t now = unix_seconds();
     for (size_t i = 0; i < ids.size(); ++i) {
       const RedisReply& r = (*replies)[i];
       const std::string status = r.size() > 0 ? r[0].str() : "";

@@ -224,8 +224,6 @@ class BatchStore {
   Keys keys_;
 };
 
-// Unix seconds now.
-int64_t unix_now();
 // A random id: `prefix` + 24 hex digits.
 std::string random_id(std::string_view prefix);
 // "1712345678901-3" -> 1712345678901 (0 when malformed).

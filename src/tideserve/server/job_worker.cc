@@ -26,12 +26,6 @@ std::string host_name() {
   return name;
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // A client's fault: the same body would fail the same way again.
 bool is_client_error(StatusCode code) {
   return code == StatusCode::kInvalidArgument || code == StatusCode::kOutOfRange ||
@@ -366,7 +360,7 @@ bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
       all_written = false;
       continue;
     }
-    const int64_t now = now_ms();
+    const int64_t now = unix_ms();
     for (const jobs::LineOutcome& o : list) {
       metrics_.add_jobs_lines(o.kind == jobs::LineOutcome::Kind::kOk      ? "completed"
                               : o.kind == jobs::LineOutcome::Kind::kError ? "failed"

@@ -3,7 +3,6 @@
 //   POST /v1/rerank  the Cohere / Jina shape (OpenAI-family errors: every invalid request is 400)
 //   POST /classify   Infinity's shape (OpenAI-family errors)
 #include <algorithm>
-#include <chrono>
 #include <numeric>
 #include <random>
 
@@ -11,6 +10,7 @@
 
 #include "tideserve/server/api.h"
 #include "tideserve/server/json_writer.h"
+#include "tideserve/util/clock.h"
 
 namespace tideserve::server {
 
@@ -210,9 +210,7 @@ void classify(Api& api, const CallPtr& call) {
       call, std::move(request.score),
       [&api, wanted = std::move(request.labels)](const CallPtr& c, runtime::ScoreResult&& r) {
         const std::vector<std::string>& labels = c->service().info().labels;
-        const auto created = std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
+        const int64_t created = unix_seconds();
         JsonWriter w;
         w.begin_object().field("object", "classify").key("data").begin_array();
         for (size_t i = 0; i < r.size(); ++i) {

@@ -1,7 +1,9 @@
-// The one clock for durations (monotonic) and the conversions every layer reports them in.
+// The one clock for durations (monotonic) and the conversions every layer reports them in; and
+// the wall clock, for timestamps an API reports (never for durations).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 
 namespace tideserve {
 
@@ -15,6 +17,16 @@ inline double ms_since(Clock::time_point t) {
 }
 inline double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Unix time now, from the wall clock.
+inline int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+inline int64_t unix_seconds() {
+  return unix_ms() / 1000;
 }
 
 }  // namespace tideserve
