@@ -237,6 +237,10 @@ std::string random_id(std::string_view prefix) {
   return fmt::format("{}{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
 }
 
+std::string line_request_id(std::string_view batch_id, int64_t line) {
+  return fmt::format("batch_req_{}_{}", batch_id.substr(batch_id.find('_') + 1), line);
+}
+
 int64_t entry_time_ms(std::string_view entry_id) {
   const size_t dash = entry_id.find('-');
   return to_int(std::string(entry_id.substr(0, dash)));
@@ -434,15 +438,11 @@ Result<BatchRecord> BatchStore::create_batch(const NewBatch& batch, double expir
   return b;
 }
 
-Result<BatchRecord> BatchStore::read_batch(std::string_view id) {
+Result<BatchRecord> BatchStore::get_batch(std::string_view id) {
   auto reply = checked(client_->command({"HGETALL", keys_.batch(id)}), "HGETALL");
   if (!reply.is_ok()) return reply.status();
   if (reply->size() == 0) return not_found(fmt::format("no batch {}", id));
   return batch_from(as_map(*reply));
-}
-
-Result<BatchRecord> BatchStore::get_batch(std::string_view id) {
-  return read_batch(id);
 }
 
 Result<std::vector<BatchRecord>> BatchStore::list_batches(std::string_view after, int64_t limit,
@@ -501,7 +501,7 @@ Result<BatchRecord> BatchStore::cancel_batch(std::string_view id) {
     return Status(StatusCode::kFailedPrecondition,
                   fmt::format("batch {} is {} and cannot be cancelled", id, status));
   }
-  return read_batch(id);
+  return get_batch(id);
 }
 
 Result<std::vector<QueueDepth>> BatchStore::queue_depths() {
@@ -619,19 +619,7 @@ Result<std::vector<JobEntry>> BatchStore::reclaim(std::string_view consumer, std
 
 Status BatchStore::heartbeat(std::string_view consumer,
                              const std::vector<const JobEntry*>& entries) {
-  std::map<std::string, Argv> by_queue;
-  for (const JobEntry* e : entries) {
-    Argv& argv = by_queue[e->queue];
-    if (argv.empty()) argv = {"XCLAIM", keys_.queue(e->queue), s(kGroup), s(consumer), "0"};
-    argv.push_back(e->entry_id);
-  }
-  std::vector<Argv> commands;
-  for (auto& [queue, argv] : by_queue) {
-    argv.push_back("JUSTID");
-    commands.push_back(std::move(argv));
-  }
-  if (commands.empty()) return Status::ok();
-  return client_->pipeline(commands).status();
+  return per_queue(entries, {"XCLAIM", s(kGroup), s(consumer), "0"}, {"JUSTID"});
 }
 
 Result<bool> BatchStore::leave_group(std::string_view consumer, std::string_view queue) {
@@ -655,15 +643,26 @@ Result<std::map<std::string, std::string>> BatchStore::batch_statuses(
 }
 
 Status BatchStore::ack(const std::vector<const JobEntry*>& entries) {
+  return per_queue(entries, {"XACK", s(kGroup)}, {});
+}
+
+Status BatchStore::per_queue(const std::vector<const JobEntry*>& entries, const Argv& head,
+                             const Argv& tail) {
   std::map<std::string, Argv> by_queue;
   for (const JobEntry* e : entries) {
     Argv& argv = by_queue[e->queue];
-    if (argv.empty()) argv = {"XACK", keys_.queue(e->queue), s(kGroup)};
+    if (argv.empty()) {
+      argv = {head[0], keys_.queue(e->queue)};
+      argv.insert(argv.end(), head.begin() + 1, head.end());
+    }
     argv.push_back(e->entry_id);
   }
+  if (by_queue.empty()) return Status::ok();
   std::vector<Argv> commands;
-  for (auto& [queue, argv] : by_queue) commands.push_back(std::move(argv));
-  if (commands.empty()) return Status::ok();
+  for (auto& [queue, argv] : by_queue) {
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    commands.push_back(std::move(argv));
+  }
   return client_->pipeline(commands).status();
 }
 
@@ -749,7 +748,8 @@ Result<std::string> BatchStore::finalize(std::string_view batch_id, double ttl_s
       } else if (expired && i < (*replies)[2].size()) {
         // An expired batch's unfinished line gets an error, as OpenAI words it.
         ++expired_lines;
-        error.append(fmt::format(R"({{"id":"batch_req_{}_{}","custom_id":)", base, line));
+        error.append(R"({"id":")").append(line_request_id(batch_id, line));
+        error.append(R"(","custom_id":)");
         append_json_string(error, (*replies)[2][i].str());
         error.append(
             R"(,"response":null,"error":{"code":"batch_expired","message":"This request could )"

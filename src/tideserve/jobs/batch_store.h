@@ -218,12 +218,18 @@ class BatchStore {
   Status trim(std::string_view queue);
 
  private:
-  Result<BatchRecord> read_batch(std::string_view id);
+  // One command per queue of `entries`: head[0], the queue's key, head[1...], the entries' ids,
+  // tail (XACK, XCLAIM ... JUSTID), in one pipeline.
+  Status per_queue(const std::vector<const JobEntry*>& entries,
+                   const std::vector<std::string>& head, const std::vector<std::string>& tail);
 
   std::unique_ptr<RedisClient> client_;
   Keys keys_;
 };
 
+// The id of a line's answer in the output and error files: "batch_req_<the batch id's hex>_<line>"
+// (derived, so a line written twice or finalized twice keeps one id).
+std::string line_request_id(std::string_view batch_id, int64_t line);
 // A random id: `prefix` + 24 hex digits.
 std::string random_id(std::string_view prefix);
 // "1712345678901-3" -> 1712345678901 (0 when malformed).

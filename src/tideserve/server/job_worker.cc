@@ -34,8 +34,7 @@ bool is_client_error(StatusCode code) {
 
 // The start of an output or error line: {"id": ..., "custom_id": ...
 void begin_line(JsonWriter& w, const jobs::JobEntry& e) {
-  const std::string base = e.batch_id.substr(e.batch_id.find('_') + 1);
-  w.begin_object().field("id", fmt::format("batch_req_{}_{}", base, e.line));
+  w.begin_object().field("id", jobs::line_request_id(e.batch_id, e.line));
   w.field("custom_id", e.custom_id);
 }
 
