@@ -62,7 +62,6 @@ struct Slot {
   std::shared_ptr<runtime::EmbeddingService> service;
   EmbeddingsRequest request;
   std::optional<Result<runtime::EmbedResult>> result;
-  int attempts = 0;
 };
 
 }  // namespace
@@ -204,11 +203,18 @@ bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
     return false;
   }
   std::vector<const jobs::JobEntry*> skipped;
-  std::vector<jobs::LineOutcome> outcomes;
+  // Each batch's outcomes, with the entries they answer (for the line latency).
+  struct Written {
+    std::vector<jobs::LineOutcome> outcomes;
+    std::vector<const jobs::JobEntry*> entries;
+  };
+  std::map<std::string, Written> by_batch;
   std::vector<Slot> slots;
   slots.reserve(entries.size());
   auto outcome = [&](const jobs::JobEntry& e, jobs::LineOutcome::Kind kind, std::string json) {
-    outcomes.push_back({e.queue, e.entry_id, e.line, kind, std::move(json)});
+    Written& written = by_batch[e.batch_id];
+    written.outcomes.push_back({e.queue, e.entry_id, e.line, kind, std::move(json)});
+    written.entries.push_back(&e);
   };
   for (const jobs::JobEntry& e : entries) {
     if (statuses[e.batch_id] != "in_progress") {
@@ -257,7 +263,6 @@ bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
   std::condition_variable done;
   size_t outstanding = 0;
   auto submit = [&](Slot& slot) {
-    ++slot.attempts;
     slot.result.reset();
     runtime::EmbedRequest request = slot.request.embed;
     {
@@ -339,16 +344,10 @@ bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
 
   // Write each batch's outcomes (and acknowledge them) in one step; retried over Redis outages
   // until written, never acknowledged before.
-  std::map<std::string, std::vector<jobs::LineOutcome>> by_batch;
-  std::map<std::string, const jobs::JobEntry*> entry_of;
-  for (const jobs::JobEntry& e : entries) entry_of[e.entry_id] = &e;
-  for (jobs::LineOutcome& o : outcomes) {
-    by_batch[entry_of[o.entry_id]->batch_id].push_back(std::move(o));
-  }
   bool all_written = true;
-  for (auto& batch : by_batch) {
+  for (const auto& batch : by_batch) {
     const std::string& batch_id = batch.first;  // a named reference: lambdas capture it
-    std::vector<jobs::LineOutcome>& list = batch.second;
+    const std::vector<jobs::LineOutcome>& list = batch.second.outcomes;
     bool finalize = false;
     if (!with_redis([&]() -> Status {
           auto r = store_->complete(batch_id, list);
@@ -360,13 +359,12 @@ bool JobWorker::process(std::vector<jobs::JobEntry>& entries) {
       continue;
     }
     const int64_t now = unix_ms();
-    for (const jobs::LineOutcome& o : list) {
-      metrics_.add_jobs_lines(o.kind == jobs::LineOutcome::Kind::kOk      ? "completed"
-                              : o.kind == jobs::LineOutcome::Kind::kError ? "failed"
-                                                                          : "dead_lettered");
-      metrics_.observe_jobs_line(
-          static_cast<double>(std::max<int64_t>(0, now - entry_of[o.entry_id]->enqueued_ms)) /
-          1000.0);
+    for (size_t i = 0; i < list.size(); ++i) {
+      metrics_.add_jobs_lines(list[i].kind == jobs::LineOutcome::Kind::kOk      ? "completed"
+                              : list[i].kind == jobs::LineOutcome::Kind::kError ? "failed"
+                                                                                : "dead_lettered");
+      const int64_t waited = now - batch.second.entries[i]->enqueued_ms;
+      metrics_.observe_jobs_line(static_cast<double>(std::max<int64_t>(0, waited)) / 1000.0);
     }
     if (finalize) {
       std::string final_status;
