@@ -65,11 +65,13 @@ void write_nullable_time(JsonWriter& w, std::string_view key, int64_t t) {
   }
 }
 
-void write_file(JsonWriter& w, const jobs::FileRecord& f) {
+std::string file_json(const jobs::FileRecord& f) {
+  JsonWriter w;
   w.begin_object().field("id", f.id).field("object", "file").field("bytes", f.bytes);
   w.field("created_at", f.created_at).field("expires_at", f.expires_at);
   w.field("filename", f.filename).field("purpose", f.purpose).field("status", "processed");
   w.end_object();
+  return std::move(w).take();
 }
 
 void write_batch(JsonWriter& w, const jobs::BatchRecord& b) {
@@ -286,9 +288,7 @@ void files_create(Api& api, const CallPtr& call) {
   on_jobs_thread(api, call, [&api, call, filename, content](jobs::BatchStore& store) {
     auto made = store.create_file("batch", filename, content, api.jobs()->options().ttl_s);
     if (!made.is_ok()) return reply_store_error(api, call, made.status());
-    JsonWriter w;
-    write_file(w, *made);
-    api.reply_json(call, 200, std::move(w).take());
+    api.reply_json(call, 200, file_json(*made));
   });
 }
 
@@ -296,9 +296,7 @@ void files_get(Api& api, const CallPtr& call) {
   on_jobs_thread(api, call, [&api, call](jobs::BatchStore& store) {
     auto f = store.get_file(path_id(call));
     if (!f.is_ok()) return reply_store_error(api, call, f.status());
-    JsonWriter w;
-    write_file(w, *f);
-    api.reply_json(call, 200, std::move(w).take());
+    api.reply_json(call, 200, file_json(*f));
   });
 }
 
