@@ -6,8 +6,7 @@
 //
 // Prints "batch client: ok" and exits 0, or prints what failed and exits 1.
 import assert from 'node:assert/strict';
-import {createRequire} from 'node:module';
-import path from 'node:path';
+import {loadClientPackage, requireFromClients} from './client_packages.mjs';
 
 const [baseURL, modelId, hiddenArg] = process.argv.slice(2);
 if (!baseURL || !modelId || !hiddenArg) {
@@ -16,19 +15,10 @@ if (!baseURL || !modelId || !hiddenArg) {
 }
 const hidden = Number(hiddenArg);
 
-// Resolve the package from the working directory (tests/clients), not from this file's folder.
-const require = createRequire(path.join(process.cwd(), 'package.json'));
-let sdk;
-try {
-  sdk = require('openai');
-} catch (e) {
-  console.error(`cannot load the openai package from ${process.cwd()}/node_modules ` +
-                `(run tools/setup-test-clients.sh): ${e.message}`);
-  process.exit(1);
-}
+const sdk = loadClientPackage('openai');
 const {OpenAI, APIError, NotFoundError} = sdk;
 // openai >= 4 exports toFile from the package root; older 4.x had it in openai/uploads.
-const toFile = sdk.toFile ?? require('openai/uploads').toFile;
+const toFile = sdk.toFile ?? requireFromClients('openai/uploads').toFile;
 assert.equal(typeof toFile, 'function', 'the openai package exports toFile');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

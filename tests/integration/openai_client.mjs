@@ -5,8 +5,7 @@
 //
 // Prints "openai client: ok" and exits 0, or prints what failed and exits 1.
 import assert from 'node:assert/strict';
-import {createRequire} from 'node:module';
-import path from 'node:path';
+import {loadClientPackage} from './client_packages.mjs';
 
 const [baseURL, apiKey, modelId, hiddenArg] = process.argv.slice(2);
 if (!baseURL || !apiKey || !modelId || !hiddenArg) {
@@ -15,16 +14,7 @@ if (!baseURL || !apiKey || !modelId || !hiddenArg) {
 }
 const hidden = Number(hiddenArg);
 
-// Resolve the package from the working directory (tests/clients), not from this file's folder.
-const require = createRequire(path.join(process.cwd(), 'package.json'));
-let sdk;
-try {
-  sdk = require('openai');
-} catch (e) {
-  console.error(`cannot load the openai package from ${process.cwd()}/node_modules ` +
-                `(run tools/setup-test-clients.sh): ${e.message}`);
-  process.exit(1);
-}
+const sdk = loadClientPackage('openai');
 const {OpenAI, APIError, BadRequestError, AuthenticationError} = sdk;
 
 const norm = (v) => Math.sqrt(v.reduce((s, x) => s + x * x, 0));

@@ -17,8 +17,9 @@
 // but allowing unknown keys as the SDK does; a body that fails it is a failure (exit 1).
 // Exits 1 when something else fails (the package is missing, the response is not the SDK's
 // schema), 2 on bad usage or a stdin that is not the request JSON.
-import {createRequire} from 'node:module';
 import path from 'node:path';
+
+import {loadClientPackage} from './client_packages.mjs';
 
 const [baseArg, apiKey, model] = process.argv.slice(2);
 if (!baseArg || apiKey === undefined || !model) {
@@ -27,20 +28,11 @@ if (!baseArg || apiKey === undefined || !model) {
 }
 const baseUrl = baseArg.replace(/\/+$/, '').replace(/\/v1$/, '');
 
-// Resolve the package from the working directory (tests/clients), not from this file's folder.
-const require = createRequire(path.join(process.cwd(), 'package.json'));
-let sdk;
-let schemas;
-try {
-  sdk = require('cohere-ai');
+const {sdk, schemas} = loadClientPackage('cohere-ai', (req) => ({
+  sdk: req('cohere-ai'),
   // The SDK's wire schemas; not in its "exports", so loaded by file path.
-  schemas = require(path.join(process.cwd(), 'node_modules', 'cohere-ai', 'serialization',
-                              'index.js'));
-} catch (e) {
-  console.error(`cannot load the cohere-ai package from ${process.cwd()}/node_modules ` +
-                `(run tools/setup-test-clients.sh): ${e.message}`);
-  process.exit(1);
-}
+  schemas: req(path.join(process.cwd(), 'node_modules', 'cohere-ai', 'serialization', 'index.js')),
+}));
 const {CohereClient, CohereError, CohereTimeoutError} = sdk;
 
 async function readStdin() {
