@@ -476,6 +476,44 @@ class ValidationTest(RedisCase):
         self.assertEqual([(e["code"], e["line"]) for e in errors],
                          [("invalid_url", 1), ("invalid_method", 3), ("duplicate_custom_id", 4)])
 
+    def test_upload_list_and_cancel_request_errors(self):
+        def expect(status, raw, want, words):
+            body = h.parse_json(raw) if isinstance(raw, bytes) else raw
+            self.assertEqual(status, want, body)
+            self.assertEqual(body["error"]["type"], "invalid_request_error", body)
+            self.assertIn(words, body["error"]["message"])
+
+        data = jsonl(light_lines(1, "e"))
+        status, _, raw = self.server.request("POST", "/v1/files", data,
+                                             {"Content-Type": "application/jsonl"})
+        expect(status, raw, 415, "multipart/form-data")
+        status, _, body = upload_raw(self.server, data, purpose="fine-tune")
+        expect(status, body, 400, "'purpose' must be \"batch\"")
+        body_only, ctype = multipart({"purpose": "batch"}, {})
+        status, _, raw = self.server.request("POST", "/v1/files", body_only, {"Content-Type": ctype})
+        expect(status, raw, 400, "missing form field 'file'")
+        status, _, raw = self.server.request("POST", "/v1/files", b"--x\r\nno headers end",
+                                             {"Content-Type": "multipart/form-data; boundary=x"})
+        expect(status, raw, 400, "multipart")
+        status, _, raw = self.server.request("POST", "/v1/files", data,
+                                             {"Content-Type": "multipart/form-data"})
+        expect(status, raw, 400, "boundary")
+        f = upload(self.server, data)
+        status, _, body = create(self.server, f["id"], metadata={"k": 7})
+        expect(status, body, 400, "'metadata'")
+        for query in ("limit=0", "limit=101", "limit=abc", "limit"):
+            status, _, raw = self.server.request("GET", "/v1/batches?" + query)
+            expect(status, raw, 400, "'limit' must be an integer from 1 to 100")
+        status, _, raw = self.server.request("GET", "/v1/batches?after=batch_nope")
+        self.assertEqual(status, 404, raw)
+        self.assertEqual(h.parse_json(raw)["error"]["type"], "not_found_error")
+        # A batch that failed validation is final: cancelling it is a conflict.
+        failed = submit(self.server, ["not json"])
+        self.assertEqual(failed["status"], "failed", failed)
+        status, _, raw = self.server.request("POST", "/v1/batches/%s/cancel" % failed["id"], "{}")
+        self.assertEqual(status, 409, raw)
+        self.assertIn("cannot be cancelled", h.parse_json(raw)["error"]["message"])
+
     def test_too_many_lines_and_empty_file(self):
         errors = self.failed_with(jsonl(light_lines(6, "t")))
         self.assertEqual([e["code"] for e in errors], ["too_many_lines"], errors)
