@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -129,14 +132,16 @@ struct LinearHarness {
   Result<std::unique_ptr<Linear>> create(const std::vector<float>& w, const std::vector<float>& b,
                                          int64_t n, int64_t k, Precision precision,
                                          Epilogue epilogue = Epilogue::kNone,
-                                         int64_t out_stride = 0) {
+                                         int64_t out_stride = 0,
+                                         Fp32Kernel kernel = Fp32Kernel::kFastest) {
     return Linear::create(engine, {.weight = w.data(),
                                    .bias = b.data(),
                                    .out_features = n,
                                    .in_features = k,
                                    .epilogue = epilogue,
                                    .precision = precision,
-                                   .out_stride = out_stride});
+                                   .out_stride = out_stride,
+                                   .fp32_kernel = kernel});
   }
   void forward(const Linear& linear, const std::vector<float>& x, int64_t m, float* out) {
     linear.forward(stream, x.data(), m, out, scratch);
@@ -146,6 +151,7 @@ struct LinearHarness {
 struct LinearCase {
   Epilogue epilogue;
   Precision precision;
+  Fp32Kernel kernel = Fp32Kernel::kFastest;
 };
 
 class LinearTest : public ::testing::TestWithParam<LinearCase> {};
@@ -153,14 +159,22 @@ class LinearTest : public ::testing::TestWithParam<LinearCase> {};
 // fp32 holds 1e-4 absolute. int8 is judged relative to the output's spread: per-row 7/8-bit
 // weights and one 8-bit activation scale leave errors of a few per cent of the largest output.
 TEST_P(LinearTest, MatchesDoubleReferenceForManyRowCounts) {
-  const auto [epilogue, precision] = GetParam();
+  const auto [epilogue, precision, kernel] = GetParam();
+  if (kernel == Fp32Kernel::kPacked && !packed_gemm_available()) {
+    GTEST_SKIP() << "the packed fp32 GEMM needs AVX2 and FMA, which this CPU lacks";
+  }
   const int64_t n = 40, k = 24;
   std::vector<float> w = random_vector(n * k, 4, 0.3f), b = random_vector(n, 5);
   LinearHarness h;
-  auto linear = h.create(w, b, n, k, precision, epilogue);
+  auto linear = h.create(w, b, n, k, precision, epilogue, 0, kernel);
   ASSERT_TRUE(linear.is_ok()) << linear.status().to_string();
   EXPECT_EQ((*linear)->precision(), precision);
-  EXPECT_EQ((*linear)->owned_weight_bytes() > 0, precision != Precision::kF32);
+  const bool packed = std::string((*linear)->impl_name()) == kPackedGemmImpl;
+  if (kernel != Fp32Kernel::kFastest) {
+    EXPECT_EQ(packed, kernel == Fp32Kernel::kPacked);
+  }
+  // Converted and packed weights are the layer's own; oneDNN's fp32 ones are the caller's.
+  EXPECT_EQ((*linear)->owned_weight_bytes() > 0, precision != Precision::kF32 || packed);
   // One primitive serves every row count (runtime M).
   for (int64_t m : {1, 2, 7, 64, 129}) {
     std::vector<float> x = random_vector(m * k, 6 + static_cast<unsigned>(m));
@@ -185,20 +199,34 @@ TEST_P(LinearTest, MatchesDoubleReferenceForManyRowCounts) {
 
 std::string linear_case_name(const ::testing::TestParamInfo<LinearCase>& info) {
   static const char* const kEpilogues[] = {"None", "GeluErf", "GeluTanh", "Residual"};
+  static const char* const kKernels[] = {"", "OneDnn", "Packed"};
   return std::string(kEpilogues[static_cast<int>(info.param.epilogue)]) +
-         (info.param.precision == Precision::kF32 ? "F32" : "Int8");
+         (info.param.precision == Precision::kF32 ? "F32" : "Int8") +
+         kKernels[static_cast<int>(info.param.kernel)];
 }
 
-INSTANTIATE_TEST_SUITE_P(Epilogues, LinearTest,
-                         ::testing::Values(LinearCase{Epilogue::kNone, Precision::kF32},
-                                           LinearCase{Epilogue::kGeluErf, Precision::kF32},
-                                           LinearCase{Epilogue::kGeluTanh, Precision::kF32},
-                                           LinearCase{Epilogue::kResidual, Precision::kF32},
-                                           LinearCase{Epilogue::kNone, Precision::kInt8},
-                                           LinearCase{Epilogue::kGeluErf, Precision::kInt8},
-                                           LinearCase{Epilogue::kGeluTanh, Precision::kInt8},
-                                           LinearCase{Epilogue::kResidual, Precision::kInt8}),
-                         linear_case_name);
+constexpr Fp32Kernel kOneDnn = Fp32Kernel::kOneDnn;
+constexpr Fp32Kernel kPacked = Fp32Kernel::kPacked;
+
+INSTANTIATE_TEST_SUITE_P(
+    Epilogues, LinearTest,
+    ::testing::Values(LinearCase{Epilogue::kNone, Precision::kF32},
+                      LinearCase{Epilogue::kGeluErf, Precision::kF32},
+                      LinearCase{Epilogue::kGeluTanh, Precision::kF32},
+                      LinearCase{Epilogue::kResidual, Precision::kF32},
+                      LinearCase{Epilogue::kNone, Precision::kF32, kOneDnn},
+                      LinearCase{Epilogue::kGeluErf, Precision::kF32, kOneDnn},
+                      LinearCase{Epilogue::kGeluTanh, Precision::kF32, kOneDnn},
+                      LinearCase{Epilogue::kResidual, Precision::kF32, kOneDnn},
+                      LinearCase{Epilogue::kNone, Precision::kF32, kPacked},
+                      LinearCase{Epilogue::kGeluErf, Precision::kF32, kPacked},
+                      LinearCase{Epilogue::kGeluTanh, Precision::kF32, kPacked},
+                      LinearCase{Epilogue::kResidual, Precision::kF32, kPacked},
+                      LinearCase{Epilogue::kNone, Precision::kInt8},
+                      LinearCase{Epilogue::kGeluErf, Precision::kInt8},
+                      LinearCase{Epilogue::kGeluTanh, Precision::kInt8},
+                      LinearCase{Epilogue::kResidual, Precision::kInt8}),
+    linear_case_name);
 
 TEST(LinearLayoutTest, OutputStrideWritesAColumnSliceOfAWiderBuffer) {
   const int64_t n = 8, k = 16, m = 5, stride = 3 * n;
@@ -221,6 +249,108 @@ TEST(LinearLayoutTest, OutputStrideWritesAColumnSliceOfAWiderBuffer) {
     }
   }
   EXPECT_FALSE(h.create(w, b, n, k, Precision::kF32, Epilogue::kNone, n - 1).is_ok());
+}
+
+// tideserve's packed fp32 GEMM at the edges of its blocking: K past one and two 384-value
+// blocks, rows past one 144-row block and not a multiple of the 6-row tile, a last panel
+// narrower than 16 columns, and a column slice of a wider output, for every epilogue.
+std::string epilogue_name(const ::testing::TestParamInfo<Epilogue>& info) {
+  static const char* const kNames[] = {"None", "GeluErf", "GeluTanh", "Residual"};
+  return kNames[static_cast<int>(info.param)];
+}
+
+class PackedGemmTest : public ::testing::TestWithParam<Epilogue> {
+ protected:
+  void SetUp() override {
+    if (!packed_gemm_available()) GTEST_SKIP() << "no AVX2 + FMA on this CPU: no packed GEMM";
+  }
+};
+
+TEST_P(PackedGemmTest, MatchesDoubleReferenceAcrossBlockEdges) {
+  const Epilogue epilogue = GetParam();
+  struct Shape {
+    int64_t rows, n, k;
+  };
+  for (const Shape& s : {Shape{150, 40, 800}, Shape{7, 64, 384}, Shape{1, 16, 1}, Shape{13, 3, 5},
+                         Shape{6, 200, 769}}) {
+    std::vector<float> w = random_vector(s.n * s.k, 41, 0.1f), b = random_vector(s.n, 42);
+    std::vector<float> x = random_vector(s.rows * s.k, 43);
+    const PackedWeights packed(w.data(), b.data(), s.n, s.k);
+    const int64_t stride = s.n + 5, offset = 2;  // columns [2, 2 + n) of a wider buffer
+    std::vector<float> residual = random_vector(s.rows * s.n, 44);
+    std::vector<float> out(static_cast<size_t>(s.rows * stride), -7.f);
+    for (int64_t r = 0; r < s.rows; ++r) {
+      for (int64_t c = 0; c < s.n; ++c) out[r * stride + offset + c] = residual[r * s.n + c];
+    }
+    packed_gemm(x.data(), s.rows, packed, epilogue, out.data() + offset, stride);
+    std::vector<double> ref = linear_reference(x, w, b, residual, s.rows, s.n, s.k, epilogue);
+    for (int64_t r = 0; r < s.rows; ++r) {
+      for (int64_t c = 0; c < stride; ++c) {
+        const float got = out[r * stride + c];
+        if (c >= offset && c < offset + s.n) {
+          const double want = ref[r * s.n + c - offset];
+          ASSERT_NEAR(got, want, 2e-5 * (1 + std::fabs(want)))
+              << s.rows << "x" << s.n << "x" << s.k << " at " << r << "," << c - offset;
+        } else {
+          ASSERT_EQ(got, -7.f) << "wrote outside its slice at " << r << "," << c;
+        }
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Epilogues, PackedGemmTest,
+                         ::testing::Values(Epilogue::kNone, Epilogue::kGeluErf, Epilogue::kGeluTanh,
+                                           Epilogue::kResidual),
+                         epilogue_name);
+
+// Threads split the output columns, so each value is the same sum in the same order: the result
+// is bit for bit the same on any thread count (and past one 144-row block).
+TEST_F(PackedGemmTest, SameBitsOnEveryThreadCount) {
+  const int64_t n = 200, k = 400;
+  std::vector<float> w = random_vector(n * k, 51, 0.1f), b = random_vector(n, 52);
+  const PackedWeights packed(w.data(), b.data(), n, k);
+  const int saved = omp_get_max_threads();
+  for (int64_t rows : {37, 300}) {
+    std::vector<float> x = random_vector(rows * k, 53);
+    std::vector<float> one(static_cast<size_t>(rows * n));
+    omp_set_num_threads(1);
+    packed_gemm(x.data(), rows, packed, Epilogue::kGeluErf, one.data(), n);
+    for (int threads : {2, 3}) {
+      std::vector<float> many(one.size(), 0.f);
+      omp_set_num_threads(threads);
+      packed_gemm(x.data(), rows, packed, Epilogue::kGeluErf, many.data(), n);
+      EXPECT_EQ(many, one) << rows << " rows, " << threads << " threads";
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+// The vectorized GELUs (erf by Abramowitz and Stegun 7.1.26, tanh through e^(2u)) against the
+// exact functions from -12 to 12, through a 1 x 16 identity layer; a NaN stays NaN.
+TEST_F(PackedGemmTest, GeluMatchesTheExactFunctionsOverTheirRange) {
+  std::vector<float> x;
+  for (int i = -1200; i <= 1200; ++i) x.push_back(static_cast<float>(i) / 100.f);
+  x.push_back(std::numeric_limits<float>::quiet_NaN());
+  const int64_t rows = static_cast<int64_t>(x.size()), n = 16;
+  std::vector<float> w(n, 1.f), b(n, 0.f);
+  const PackedWeights packed(w.data(), b.data(), n, 1);
+  for (Epilogue epilogue : {Epilogue::kGeluErf, Epilogue::kGeluTanh}) {
+    std::vector<float> y(static_cast<size_t>(rows * n));
+    packed_gemm(x.data(), rows, packed, epilogue, y.data(), n);
+    double worst = 0;
+    for (int64_t r = 0; r + 1 < rows; ++r) {
+      const double want = epilogue == Epilogue::kGeluErf ? gelu_erf(x[r]) : gelu_tanh(x[r]);
+      for (int64_t c = 0; c < n; ++c) {
+        const double error = std::fabs(y[r * n + c] - want) / std::max(1.0, std::fabs(want));
+        worst = std::max(worst, error);
+        ASSERT_LE(error, 1e-6) << "x=" << x[r];
+      }
+    }
+    EXPECT_TRUE(std::isnan(y[(rows - 1) * n]));
+    std::printf("gelu %s: worst relative error %.2e\n",
+                epilogue == Epilogue::kGeluErf ? "erf" : "tanh", worst);
+  }
 }
 
 // Without VNNI, x86's u8 x s8 multiply adds pairs of products into a saturating int16: with

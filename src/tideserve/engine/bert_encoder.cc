@@ -46,7 +46,8 @@ Result<std::unique_ptr<BertEncoder>> BertEncoder::create(const BertModel& model,
                                           .epilogue = epilogue,
                                           .precision = options.precision,
                                           .out_stride = out_stride,
-                                          .allow_reference = options.allow_reference_kernels});
+                                          .allow_reference = options.allow_reference_kernels,
+                                          .fp32_kernel = options.fp32_kernel});
     // A converted layer never reads the model's fp32 weights again: keep them out of RSS.
     if (linear.is_ok() && (*linear)->owned_weight_bytes() > 0) model.release_pages(weight);
     return linear;

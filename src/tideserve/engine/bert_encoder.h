@@ -35,6 +35,8 @@ struct EncoderOptions {
   // Run a linear layer on oneDNN's reference kernel when nothing else exists for the precision
   // (debugging only: thousands of times slower); otherwise create() refuses the precision.
   bool allow_reference_kernels = false;
+  // fp32 only: the faster GEMM per shape, or one forced (benchmarks and tests).
+  Fp32Kernel fp32_kernel = Fp32Kernel::kFastest;
 };
 
 struct EncoderOutput {

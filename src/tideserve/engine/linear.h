@@ -1,18 +1,20 @@
 // A fully connected layer y = x W^T + b on a oneDNN matmul primitive, with its epilogue fused
 // into the GEMM as post-ops: GELU (erf or tanh) and/or the residual add (the sum post-op: the
-// output buffer holds the residual on entry and x W^T + b + residual on exit).
+// output buffer holds the residual on entry and x W^T + b + residual on exit); or, in fp32 on
+// AVX2 + FMA CPUs, on tideserve's packed GEMM (packed_gemm.h) where that is faster.
 //
 // The token count M changes with every batch. Creating a primitive per M would cost a JIT
 // compile for every new batch shape, so the primitive is created once with a runtime M
 // (DNNL_RUNTIME_DIM_VAL); bench/engine/matmul_bench measures that choice against per-M
-// primitives. Converted (bf16, int8) weights are stored in the plain "ba" layout or the blocked
-// one oneDNN prefers, whichever runs a 128-token batch faster (timed once per shape); a layout
+// primitives. Where there are several candidates (converted weights in the plain "ba" layout or
+// the blocked one oneDNN prefers; fp32 weights in place for oneDNN or packed for tideserve's
+// GEMM), the one that runs a 128-token batch faster is kept (timed once per shape); a layout
 // whose only kernel is oneDNN's reference loop is never used unless allow_reference.
 //
 // Precisions (the weights' storage and the GEMM's input type; accumulation and output are fp32):
-//   kF32   the caller's [out, in] weight buffer is used in place (it is the "ba" layout of the
-//          [in, out] matrix; oneDNN's gemm runs it as fast as its own preferred layout here, and
-//          at M=128 with N=3072 twice as fast), so fp32 weights are never copied.
+//   kF32   oneDNN uses the caller's [out, in] weight buffer in place (it is the "ba" layout of
+//          the [in, out] matrix; oneDNN's gemm runs it as fast as its own preferred layout here,
+//          and at M=128 with N=3072 twice as fast); the packed GEMM copies it once into panels.
 //   kBf16  weights converted to bfloat16 once; activations converted per call. Needs a CPU on
 //          which oneDNN has a bf16 matmul (AVX512_CORE or newer); create() says so otherwise.
 //   kInt8  weights quantized symmetrically per output row at load (s8), activations
@@ -29,20 +31,18 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "tideserve/engine/epilogue.h"
+#include "tideserve/engine/packed_gemm.h"
 #include "tideserve/engine/precision.h"
 #include "tideserve/util/status.h"
 
 namespace tideserve::engine {
 
-enum class Epilogue {
-  kNone,
-  kGeluErf,
-  kGeluTanh,
-  kResidual,  // out = x W^T + b + out
-};
-
 // Largest weight magnitude the int8 path stores on this CPU: 127 with VNNI, 63 without.
 int int8_weight_limit();
+
+// The implementation name of tideserve's packed fp32 GEMM, beside oneDNN's ("gemm:jit").
+inline constexpr const char* kPackedGemmImpl = "tideserve:avx2_packed";
 
 struct LinearSpec {
   const float* weight = nullptr;  // [out_features, in_features] row-major (Hugging Face layout)
@@ -57,6 +57,7 @@ struct LinearSpec {
   // Accept a oneDNN reference kernel ("ref:any": thousands of times slower) when it is the only
   // one for this precision and shape; otherwise create() refuses (kFailedPrecondition).
   bool allow_reference = false;
+  Fp32Kernel fp32_kernel = Fp32Kernel::kFastest;
 };
 
 // Per-call buffers of the bf16 and int8 paths (converted activations, per-call scales). One
@@ -69,8 +70,9 @@ struct LinearScratch {
 
 class Linear {
  public:
-  // fp32: `spec.weight` is used in place and must outlive the layer. bf16/int8: the weights are
-  // converted here and the caller's buffer may go away after. The bias is always copied.
+  // fp32 on oneDNN: `spec.weight` is used in place and must outlive the layer. Otherwise the
+  // weights are converted or packed here and the caller's buffer may go away after
+  // (owned_weight_bytes() > 0). The bias is always copied.
   static Result<std::unique_ptr<Linear>> create(const dnnl::engine& engine, const LinearSpec& spec);
 
   // out[M, out_features] (rows out_stride apart) = epilogue(in[M, in_features] W^T + b).
@@ -81,9 +83,11 @@ class Linear {
   int64_t out_features() const { return out_features_; }
   int64_t in_features() const { return in_features_; }
   Precision precision() const { return precision_; }
-  // The implementation oneDNN picked (e.g. "gemm:jit"), for logs and benchmarks.
-  const char* impl_name() const { return primitive_desc_.impl_info_str(); }
-  // Bytes of weights this layer owns (0 for fp32, whose weights are the caller's).
+  // The implementation that runs: the one oneDNN picked (e.g. "gemm:jit") or kPackedGemmImpl.
+  const char* impl_name() const {
+    return packed_ ? kPackedGemmImpl : primitive_desc_.impl_info_str();
+  }
+  // Bytes of weights this layer owns (0 for fp32 on oneDNN, whose weights are the caller's).
   size_t owned_weight_bytes() const;
 
  private:
@@ -94,6 +98,8 @@ class Linear {
   int64_t out_features_ = 0;
   int64_t in_features_ = 0;
   int64_t out_stride_ = 0;
+  Epilogue epilogue_ = Epilogue::kNone;
+  std::unique_ptr<PackedWeights> packed_;  // fp32 on tideserve's GEMM; no primitive then
   dnnl::matmul::primitive_desc primitive_desc_;
   dnnl::memory::desc weights_md_;  // the layout chosen for the weights
   dnnl::matmul primitive_;

@@ -7,25 +7,9 @@
 #include <cmath>
 #include <limits>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "tideserve/engine/avx2_math.h"
 
 namespace tideserve::engine {
-
-namespace {
-
-#if defined(__x86_64__)
-bool has_avx2() {
-  static const bool yes = [] {
-    __builtin_cpu_init();  // safe whenever this first runs, static initialization included
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return yes;
-}
-#endif
-
-}  // namespace
 
 void layer_norm(const float* in, const float* gamma, const float* beta, float eps, int64_t rows,
                 int64_t cols, float* out, int threads) {
@@ -64,31 +48,6 @@ void softmax_scalar(float* row, int64_t n, float scale) {
 }
 
 #if defined(__x86_64__)
-// e^x for 8 floats: x = k ln2 + r with |r| <= ln2 / 2 (ln2 split in two constants so k ln2 is
-// exact), e^r by a degree-7 polynomial (the classic Cephes expf coefficients, ~1 ulp), times
-// 2^k built in the exponent bits. Below -87.3 (where 2^k would leave the normal range) the
-// result is 0, above 88.3 it saturates; softmax only passes values <= 0.
-__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3f);
-  const __m256 in_range = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
-  x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.3f));
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
-  p = _mm256_add_ps(p, _mm256_set1_ps(1.f));
-  const __m256i bits =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), in_range);
-}
-
 __attribute__((target("avx2,fma"))) void softmax_avx2(float* row, int64_t n, float scale) {
   const __m256 vscale = _mm256_set1_ps(scale);
   __m256 vmax = _mm256_set1_ps(row[0] * scale);
@@ -133,7 +92,7 @@ __attribute__((target("avx2,fma"))) void softmax_avx2(float* row, int64_t n, flo
 
 void softmax_row(float* row, int64_t n, float scale) {
 #if defined(__x86_64__)
-  if (has_avx2()) return softmax_avx2(row, n, scale);
+  if (has_avx2_fma()) return softmax_avx2(row, n, scale);
 #endif
   softmax_scalar(row, n, scale);
 }
@@ -212,14 +171,14 @@ __attribute__((target("avx2,fma"))) void quantize_avx2(const float* in, int64_t 
 
 void value_range(const float* in, int64_t n, float& lo, float& hi) {
 #if defined(__x86_64__)
-  if (has_avx2()) return range_avx2(in, n, lo, hi);
+  if (has_avx2_fma()) return range_avx2(in, n, lo, hi);
 #endif
   range_scalar(in, n, lo, hi);
 }
 
 void quantize_values(const float* in, int64_t n, float inv, float zero, uint8_t* out) {
 #if defined(__x86_64__)
-  if (has_avx2()) return quantize_avx2(in, n, inv, zero, out);
+  if (has_avx2_fma()) return quantize_avx2(in, n, inv, zero, out);
 #endif
   quantize_scalar(in, n, inv, zero, out);
 }
@@ -273,7 +232,7 @@ void convert_to_bf16(const float* in, int64_t n, uint16_t* out) {
 
 bool ops_use_avx2() {
 #if defined(__x86_64__)
-  return has_avx2();
+  return has_avx2_fma();
 #else
   return false;
 #endif

@@ -10,6 +10,11 @@ namespace tideserve::engine {
 
 enum class Precision { kF32, kBf16, kInt8 };
 
+// Which GEMM an fp32 layer runs: the faster of oneDNN's (weights in place) and tideserve's packed
+// one (weights copied; AVX2 + FMA only), measured per shape at load, or one of them (benchmarks
+// and tests; kPacked is refused on CPUs without AVX2 and FMA).
+enum class Fp32Kernel { kFastest, kOneDnn, kPacked };
+
 // "float32", "bfloat16", "int8" (the names /info reports).
 const char* precision_name(Precision precision);
 // Accepts fp32|float32, bf16|bfloat16, int8.

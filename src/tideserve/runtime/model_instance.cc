@@ -140,7 +140,8 @@ Result<std::unique_ptr<ModelInstance>> ModelInstance::load(const ModelOptions& o
     auto encoder = engine::BertEncoder::create(
         *instance->model_, {.threads = options.engine.threads,
                             .precision = precision,
-                            .allow_reference_kernels = options.engine.allow_reference_kernels});
+                            .allow_reference_kernels = options.engine.allow_reference_kernels,
+                            .fp32_kernel = options.engine.fp32_kernel});
     if (encoder.is_ok()) {
       instance->encoder_ = std::move(encoder).value();
       break;

@@ -45,6 +45,7 @@ struct EngineOptions {
   // all get an optimized kernel.
   bool auto_precision = false;
   bool allow_reference_kernels = false;  // --allow-reference-kernels (debugging)
+  engine::Fp32Kernel fp32_kernel = engine::Fp32Kernel::kFastest;  // benchmarks force one
 };
 
 struct ModelOptions {
