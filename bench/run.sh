@@ -3,11 +3,11 @@
 # benchmark (tideserve serve vs the FastAPI seed service) and rerank beside embedding throughput,
 # on BERT-base-shaped models with random weights, generated into the build tree on first use.
 #   bench/run.sh [BUILD_DIR]        (default build/release)
-# Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c timed passes: 10,5,3), BENCH_SKIP (e.g. c@1:
+# Environment: BENCH_THREADS (1,2), BENCH_REPS (a,b,c[,d] timed passes: 10,5,3[,40]), BENCH_SKIP (e.g. c@1:
 # the peers need minutes per padded pass of (c) at 1 thread), E2E_DURATION (10 s),
 # E2E_SOAK (120 s), BENCH_SKIP_E2E=1, BENCH_SKIP_ENGINE=1, BENCH_SKIP_RERANK=1, SOAK_MINUTES (10),
 # BENCH_SKIP_SOAK=1, BENCH_SKIP_REPOSITORY=1, BENCH_SKIP_WRK=1, BENCH_SKIP_PLAN=1,
-# BENCH_SKIP_JOBS=1, JOBS_LINES (400).
+# BENCH_SKIP_JOBS=1, JOBS_LINES (400), BENCH_PAIR_ROUNDS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build/release}
@@ -21,6 +21,10 @@ if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
   /usr/bin/python3 bench/engine/run.py --model "$model" --build "$build" \
     --threads "${BENCH_THREADS:-1,2}" --reps "${BENCH_REPS:-10,5,3}" --skip "${BENCH_SKIP:-}" \
     --json "$build/bench/engine_results.json"
+  # The same comparisons in interleaved pairs, which a shared machine's noise moves less: the
+  # two fp32 GEMMs (when the CPU has AVX2 + FMA), then tideserve against ONNX Runtime.
+  for threads in 1 2; do OMP_NUM_THREADS=$threads "$build/bench/engine/gemm_pair"; done
+  bench/engine/vs_ort_pairs.sh "$build" "${BENCH_PAIR_ROUNDS:-3}"
 fi
 tideserve=$build/tideserve
 [ -x "$tideserve" ] || tideserve=$build/src/tideserve/cli/tideserve

@@ -1,11 +1,12 @@
 // tideserve's side of the engine benchmark (bench/engine/run.py drives it and the peers).
 //
-//   engine_bench --model DIR --threads N [--dtype fp32|bf16|int8] --workload FILE --reps R --out
-//   FILE
+//   engine_bench --model DIR --threads N [--dtype fp32|bf16|int8]
+//   [--fp32-kernel fastest|onednn|packed] --workload FILE --reps R --out FILE
 //       runs every batch of the workload file once per repetition (after a warm-up run of the
 //       first batch; the first repetition's output is the one compared),
 //       prints one JSON line {"engine":"tideserve","threads":N,"times_ms":[...]} and writes the
 //       CLS vector of every sequence's last hidden state to --out ([sequences, hidden] f32).
+//       --fp32-kernel: the fp32 GEMM (default fastest: the one the server picks per shape).
 //   engine_bench --model DIR --threads N --layers-at M --reps R
 //       the per-layer figure: forward over M tokens (8 sequences) with all layers minus with no
 //       layer, divided by the layer count, next to oneDNN's raw matmul at the layer's four GEMM
@@ -113,9 +114,9 @@ int run_workload(BertEncoder& encoder, const std::string& workload, int reps,
              static_cast<std::streamsize>(cls.size() * sizeof(float)));
   fmt::print(
       "{{\"engine\":\"tideserve\",\"dtype\":\"{}\",\"threads\":{},\"matmul_impl\":\"{}\","
-      "\"times_ms\":{}}}\n",
+      "\"isa\":\"{}\",\"times_ms\":{}}}\n",
       precision_name(encoder.precision()), encoder.threads(), encoder.matmul_impl(),
-      json_list(times));
+      tideserve::engine::cpu_isa_name(), json_list(times));
   return 0;
 }
 
@@ -221,6 +222,7 @@ int main(int argc, char** argv) {
   int threads = 1, reps = 5;
   int64_t layers_at = 0;
   tideserve::engine::Precision precision = tideserve::engine::Precision::kF32;
+  tideserve::engine::Fp32Kernel fp32_kernel = tideserve::engine::Fp32Kernel::kFastest;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--model")
@@ -234,6 +236,17 @@ int main(int argc, char** argv) {
         return 2;
       }
       precision = *parsed;
+    } else if (flag == "--fp32-kernel") {
+      if (value == "fastest") {
+        fp32_kernel = tideserve::engine::Fp32Kernel::kFastest;
+      } else if (value == "onednn") {
+        fp32_kernel = tideserve::engine::Fp32Kernel::kOneDnn;
+      } else if (value == "packed") {
+        fp32_kernel = tideserve::engine::Fp32Kernel::kPacked;
+      } else {
+        fmt::print(stderr, "engine_bench: unknown fp32 kernel {}\n", value);
+        return 2;
+      }
     } else if (flag == "--workload")
       workload = value;
     else if (flag == "--reps")
@@ -251,7 +264,7 @@ int main(int argc, char** argv) {
   tideserve::runtime::ModelOptions options;
   options.model_dir = model_dir;
   options.warm_up = false;
-  options.engine = {.threads = threads, .precision = precision};
+  options.engine = {.threads = threads, .precision = precision, .fp32_kernel = fp32_kernel};
   options.service.scheduler.max_batch_tokens = int64_t{1} << 20;
   auto instance = tideserve::runtime::ModelInstance::load(options);
   if (!instance.is_ok()) check(instance.status());

@@ -4,6 +4,7 @@ PyTorch 1.13 (TransformerEncoder fast path) on the same BERT model, at 1 and 2 t
 
   (a) latency:    batch 1 x 128 tokens
   (b) throughput: batch 8 x 128 tokens
+  (d) a query:    batch 1 x 16 tokens (a short text: what one user waits for at low load)
   (c) mixed:      256 sequences, lengths from a fixed skewed distribution (80% 8-64, 15% 65-192,
                   5% 193-512, seed 5), in arrival order, in batches of 32 (the server's default
                   --max-client-batch-size): tideserve runs each batch as one flat token stream,
@@ -15,6 +16,13 @@ tideserve); the
 table shows the median with the min-max spread and the ratio of medians. Each engine runs in its
 own process, one after the other, never concurrently. Also: tideserve's per-layer GFLOP/s at
 8 x 128 tokens beside oneDNN's raw matmul at the layer's GEMM shapes, fp32 / bf16 / int8.
+
+tideserve's fp32 runs three ways: as the server runs it (each layer shape on the faster of
+oneDNN's GEMM and tideserve's packed AVX2 GEMM, measured at load), and forced onto each of the
+two (--fp32-kernel), for the table that shows what the choice is worth.
+
+Every table's header names the machine: CPU model, the ISA flags that decide the kernels,
+oneDNN's dispatch, the date.
 
 tideserve also runs every workload in each reduced precision of --dtypes (int8, bf16): its time
 against ONNX Runtime fp32 and against tideserve fp32, and its accuracy against tideserve fp32
@@ -73,10 +81,30 @@ def make_workloads(model_dir, smoke):
     count = 16 if smoke else 256
     mixed = [seq(n) for n in lengths(count)]
     return {
+        "d": [[seq(16)]],
         "a": [[seq(128)]],
         "b": [[seq(128) for _ in range(8)]],
         "c": [mixed[i:i + 32] for i in range(0, count, 32)],
     }
+
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "amx_bf16", "amx_int8")
+
+
+def machine_line(isa):
+    """The CPU model, the ISA flags that decide which kernels run, oneDNN's dispatch, the date."""
+    model, flags = "unknown CPU", []
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            if key.strip() == "flags" and not flags:
+                present = set(value.split())
+                flags = [flag for flag in ISA_FLAGS if flag in present]
+    return (f"machine: {model}, {os.cpu_count()} CPUs, ISA {','.join(flags) or 'none of the listed'}, "
+            f"oneDNN dispatches {isa}; {time.strftime('%Y-%m-%d', time.gmtime())}")
 
 
 def write_workload(path, batches):
@@ -133,7 +161,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--build", required=True, help="CMake build dir holding bench/engine")
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--reps", default="10,5,3", help="timed passes for a,b,c")
+    ap.add_argument("--reps", default="10,5,3,40", help="timed passes for a,b,c[,d] (d: 4 x a)")
     ap.add_argument("--work", help="scratch dir (default BUILD/bench/engine/work)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--skip", default="", help="workload@threads pairs to leave out, e.g. c@1")
@@ -143,7 +171,8 @@ def main():
     args.model, args.build = os.path.abspath(args.model), os.path.abspath(args.build)
 
     threads = [1] if args.smoke else [int(t) for t in args.threads.split(",")]
-    reps = dict(zip("abc", [1, 1, 1] if args.smoke else [int(r) for r in args.reps.split(",")]))
+    reps = dict(zip("abcd", [1, 1, 1, 1] if args.smoke else [int(r) for r in args.reps.split(",")]))
+    reps.setdefault("d", 4 * reps["a"])
     work = args.work or os.path.join(args.build, "bench", "engine", "work" + ("-smoke" if args.smoke else ""))
     os.makedirs(work, exist_ok=True)
     bench_bin = os.path.join(args.build, "bench", "engine", "engine_bench")
@@ -162,6 +191,7 @@ def main():
 
     dtypes = [d for d in args.dtypes.split(",") if d]
     unsupported = {}
+    no_kernel = {}  # fp32 GEMMs this CPU cannot run
     results = []
     for n in threads:
         for name, batches in workloads.items():
@@ -184,6 +214,17 @@ def main():
                                      "--threads", str(n), "--workload", wl, "--reps",
                                      str(reps[name]), "--out", out["torch"]],
                                     env=peer_env(n), cwd=PEERS)
+            row["kernels"] = {}
+            for kernel in ("onednn", "packed"):
+                if kernel in no_kernel:
+                    continue
+                try:
+                    row["kernels"][kernel] = run_json(
+                        [bench_bin, "--model", args.model, "--threads", str(n),
+                         "--fp32-kernel", kernel, "--workload", wl, "--reps", str(reps[name]),
+                         "--out", os.path.join(work, f"ours_{kernel}_{name}_{n}.f32")], env=env)
+                except Unsupported as e:
+                    no_kernel[kernel] = str(e)
             row["vs_ort"] = compare(out["ours"], out["ort"], hidden)
             row["vs_torch"] = compare(out["ours"], out["torch"], hidden)
             row["dtypes"] = {}
@@ -211,14 +252,16 @@ def main():
                                     "--reps", "1" if args.smoke else "5"],
                                    env=dict(os.environ, OMP_NUM_THREADS=str(n))))
 
+    machine = machine_line(results[0]["ours"].get("isa", "?") if results else "?")
     print("\n### Engine: tideserve vs ONNX Runtime vs PyTorch (fp32)\n")
+    print(machine + "\n")
     print("| workload | threads | tideserve ms | ONNX Runtime ms | PyTorch ms | vs ORT | vs PyTorch "
           "| tideserve seq/s | max abs diff ORT / torch | min cosine ORT / torch |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     worst = 1.0
     for r in results:
         med = {e: statistics.median(r[e]["times_ms"]) for e in ("ours", "ort", "torch")}
-        desc = {"a": "(a) 1x128", "b": "(b) 8x128",
+        desc = {"a": "(a) 1x128", "b": "(b) 8x128", "d": "(d) 1x16",
                 "c": f"(c) {r['sequences']} mixed, {r['tokens']} tok ({r['padded_tokens']} padded)"}
         worst = min(worst, r["vs_ort"][1], r["vs_torch"][1])
         print(f"| {desc[r['workload']]} | {r['threads']} | {fmt_ms(r['ours']['times_ms'])} "
@@ -230,8 +273,25 @@ def main():
     print("\n(ms: median (min-max) of the timed passes over the whole workload; vs X: X's median / "
           "ours, > 1 means tideserve is faster)")
 
+    print("\n### tideserve fp32: oneDNN's GEMM vs tideserve's packed GEMM (same workloads, same run)\n")
+    print(machine + "\n")
+    print("| workload | threads | oneDNN only ms | packed only ms | oneDNN / packed "
+          "| as served ms | served kernels |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        k = r["kernels"]
+        if "onednn" not in k or "packed" not in k:
+            continue
+        one, packed = (statistics.median(k[e]["times_ms"]) for e in ("onednn", "packed"))
+        print(f"| ({r['workload']}) | {r['threads']} | {fmt_ms(k['onednn']['times_ms'])} "
+              f"| {fmt_ms(k['packed']['times_ms'])} | {one / packed:.2f}x "
+              f"| {fmt_ms(r['ours']['times_ms'])} | {r['ours']['matmul_impl']} |")
+    if "packed" in no_kernel:
+        print(f"\npacked: not run on this CPU ({no_kernel['packed']})")
+
     if dtypes:
         print("\n### tideserve in reduced precision (same workloads, same run)\n")
+        print(machine + "\n")
         print("| workload | threads | dtype | tideserve ms | vs ORT fp32 | vs tideserve fp32 "
               "| max abs diff vs fp32 | min CLS cosine vs fp32 |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -247,6 +307,7 @@ def main():
             print(f"\n{dtype}: not run on this CPU ({why})")
 
     print("\n### Layer GFLOP/s vs oneDNN raw matmul at the same shapes\n")
+    print(machine + "\n")
     print("| threads | dtype | tokens | layer ms | layer GFLOP/s (GEMM+attn) | GEMM-only GFLOP/s "
           "| raw matmul GFLOP/s, same dtype | layer GEMM / raw | raw f32 | raw bf16 | raw int8 |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
