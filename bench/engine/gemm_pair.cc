@@ -43,10 +43,19 @@ __attribute__((target("avx2,fma"))) double fma_peak_gflops() {
   for (int run = 0; run < 5; ++run) {
     const auto start = Clock::now();
     for (long i = 0; i < kIterations; ++i) {
-#define TS_CHAIN(a) a = _mm256_fmadd_ps(a, scale, shift);
-      TS_CHAIN(a0)
-      TS_CHAIN(a1) TS_CHAIN(a2) TS_CHAIN(a3) TS_CHAIN(a4) TS_CHAIN(a5) TS_CHAIN(a6) TS_CHAIN(a7)
-          TS_CHAIN(a8) TS_CHAIN(a9) TS_CHAIN(a10) TS_CHAIN(a11)
+#define TS_CHAIN(a) a = _mm256_fmadd_ps(a, scale, shift)
+      TS_CHAIN(a0);
+      TS_CHAIN(a1);
+      TS_CHAIN(a2);
+      TS_CHAIN(a3);
+      TS_CHAIN(a4);
+      TS_CHAIN(a5);
+      TS_CHAIN(a6);
+      TS_CHAIN(a7);
+      TS_CHAIN(a8);
+      TS_CHAIN(a9);
+      TS_CHAIN(a10);
+      TS_CHAIN(a11);
 #undef TS_CHAIN
     }
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
