@@ -25,6 +25,7 @@ if [ "${BENCH_SKIP_ENGINE:-0}" != 1 ]; then
   # two fp32 GEMMs (when the CPU has AVX2 + FMA), then tideserve against ONNX Runtime.
   for threads in 1 2; do OMP_NUM_THREADS=$threads "$build/bench/engine/gemm_pair"; done
   bench/engine/vs_ort_pairs.sh "$build" "${BENCH_PAIR_ROUNDS:-3}"
+  DTYPE=int8 bench/engine/vs_ort_pairs.sh "$build" "${BENCH_PAIR_ROUNDS:-3}"
 fi
 tideserve=$build/tideserve
 [ -x "$tideserve" ] || tideserve=$build/src/tideserve/cli/tideserve
