@@ -197,10 +197,14 @@ TEST_P(LinearTest, MatchesDoubleReferenceForManyRowCounts) {
   }
 }
 
+const char* epilogue_label(Epilogue epilogue) {
+  static const char* const kNames[] = {"None", "GeluErf", "GeluTanh", "Residual"};
+  return kNames[static_cast<int>(epilogue)];
+}
+
 std::string linear_case_name(const ::testing::TestParamInfo<LinearCase>& info) {
-  static const char* const kEpilogues[] = {"None", "GeluErf", "GeluTanh", "Residual"};
   static const char* const kKernels[] = {"", "OneDnn", "Packed"};
-  return std::string(kEpilogues[static_cast<int>(info.param.epilogue)]) +
+  return std::string(epilogue_label(info.param.epilogue)) +
          (info.param.precision == Precision::kF32 ? "F32" : "Int8") +
          kKernels[static_cast<int>(info.param.kernel)];
 }
@@ -255,8 +259,7 @@ TEST(LinearLayoutTest, OutputStrideWritesAColumnSliceOfAWiderBuffer) {
 // blocks, rows past one 144-row block and not a multiple of the 6-row tile, a last panel
 // narrower than 16 columns, and a column slice of a wider output, for every epilogue.
 std::string epilogue_name(const ::testing::TestParamInfo<Epilogue>& info) {
-  static const char* const kNames[] = {"None", "GeluErf", "GeluTanh", "Residual"};
-  return kNames[static_cast<int>(info.param)];
+  return epilogue_label(info.param);
 }
 
 class PackedGemmTest : public ::testing::TestWithParam<Epilogue> {

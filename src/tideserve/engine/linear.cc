@@ -164,9 +164,7 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
     }
     if (precision == Precision::kF32 && spec.fp32_kernel != Fp32Kernel::kOneDnn) {
       if (packed_gemm_available()) {
-        std::unique_ptr<Linear> layer(new Linear());
-        layer->packed_ = std::make_unique<PackedWeights>(spec.weight, spec.bias, n, k);
-        candidates.push_back(std::move(layer));
+        candidates.emplace_back(new Linear());  // no oneDNN descriptor: the packed GEMM's
       } else if (spec.fp32_kernel == Fp32Kernel::kPacked) {
         return Status(
             StatusCode::kFailedPrecondition,
@@ -195,6 +193,16 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
                       "[M, {}] x [{}, {}] on this CPU ({}), thousands of times slower: "
                       "use --dtype fp32 (or --allow-reference-kernels to debug)",
                       refused.front(), precision_name(precision), k, k, n, cpu_isa_name()));
+    }
+    // A shape timed before keeps its choice: only that candidate gets its weights.
+    const LayoutKey key{precision, n, k, out_stride, spec.epilogue};
+    if (candidates.size() > 1) {
+      std::lock_guard<std::mutex> lock(layout_mutex);
+      if (auto it = layout_choice.find(key); it != layout_choice.end()) {
+        std::unique_ptr<Linear> chosen = std::move(candidates[it->second]);
+        candidates.clear();
+        candidates.push_back(std::move(chosen));
+      }
     }
     // The weights, converted once, then into each candidate's layout.
     std::vector<uint8_t> converted;
@@ -229,7 +237,10 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
       layer->in_features_ = k;
       layer->out_stride_ = out_stride;
       layer->epilogue_ = spec.epilogue;
-      if (layer->packed_) continue;
+      if (!layer->primitive_desc_) {
+        layer->packed_ = std::make_unique<PackedWeights>(spec.weight, spec.bias, n, k);
+        continue;
+      }
       layer->primitive_ = dnnl::matmul(layer->primitive_desc_);
       layer->bias_ = memory(bias_md, engine);
       std::memcpy(layer->bias_.get_data_handle(), spec.bias,
@@ -253,7 +264,6 @@ Result<std::unique_ptr<Linear>> Linear::create(const dnnl::engine& engine, const
     // Several: the faster at a 128-token batch, measured once per shape. Each candidate is
     // timed against the best so far in interleaved pairs, and the median of the pairs' time
     // ratios decides, so a slow patch of a shared machine hits both sides of a pair.
-    const LayoutKey key{precision, n, k, out_stride, spec.epilogue};
     std::lock_guard<std::mutex> lock(layout_mutex);
     auto it = layout_choice.find(key);
     if (it == layout_choice.end()) {

@@ -159,10 +159,10 @@ void gemm_block(const float* in, int64_t rows, const PackedWeights& w, Epilogue 
                                   : Epilogue::kNone;
   for (int64_t pc = 0; pc < k; pc += block) {
     const int64_t kc = std::min(block, k - pc);
-    const bool last_block = pc + kc == k;
     const Start start = pc > 0                            ? Start::kOut
                         : epilogue == Epilogue::kResidual ? Start::kBiasAndOut
                                                           : Start::kBias;
+    const Epilogue act = pc + kc == k ? activation : Epilogue::kNone;  // on the last block
     for (int64_t ic = 0; ic < rows; ic += kMc) {
       const int64_t mc = std::min(kMc, rows - ic);
       pack_strips(in + ic * k + pc, k, mc, kc, strips.data());
@@ -173,7 +173,6 @@ void gemm_block(const float* in, int64_t rows, const PackedWeights& w, Epilogue 
         for (int64_t i = 0; i < mc; i += kMr) {
           const int64_t r = std::min(kMr, mc - i);
           float* c = out + (ic + i) * out_stride + col;
-          const Epilogue act = last_block ? activation : Epilogue::kNone;
           if (width == kNr) {
             tile(strips.data() + i * kc, b, kc, c, out_stride, r, start, w.bias(p), act);
             continue;
